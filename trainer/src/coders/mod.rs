@@ -1,0 +1,1 @@
+//! Differentiable box coders (burn tensor versions of the SDK coders).

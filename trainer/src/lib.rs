@@ -1,0 +1,13 @@
+//! CrossKD trainer: dense detectors (GFL, RetinaNet, FCOS, ATSS) in burn, their
+//! target assignment and losses, and cross-head knowledge distillation.
+//!
+//! The crate is split the way MMDetection splits a detector: `model` (backbone,
+//! neck, heads, detector), `targets` (assigners, CPU, no autograd), `coders`
+//! (differentiable box decoding), `losses` (burn tensor code). Box math, priors,
+//! decoding and NMS shared with the edge runtime live in [`crosskd_sdk`].
+
+pub mod backend;
+pub mod coders;
+pub mod losses;
+pub mod model;
+pub mod targets;

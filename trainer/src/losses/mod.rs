@@ -1,0 +1,1 @@
+//! Detection and distillation losses as burn tensor code.

@@ -1,0 +1,1 @@
+//! Target assignment (CPU, no autograd).
