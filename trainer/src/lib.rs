@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod coders;
+pub mod data;
 pub mod losses;
 pub mod model;
 pub mod targets;

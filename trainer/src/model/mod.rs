@@ -1,0 +1,6 @@
+//! Detector models: backbone → neck → dense head.
+
+pub mod backbone;
+pub mod heads;
+pub mod layers;
+pub mod neck;

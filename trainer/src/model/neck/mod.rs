@@ -1,0 +1,5 @@
+//! Necks: multi-level feature fusion.
+
+pub mod fpn;
+
+pub use fpn::{ExtraConvsOn, Fpn, FpnConfig};
