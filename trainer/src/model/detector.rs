@@ -5,8 +5,12 @@
 //! the same code the edge runtime runs.
 
 use burn::prelude::*;
-use crosskd_sdk::HeadKind;
+use crosskd_sdk::{DecodeError, DecodeSpec, Detection, HeadKind, TestConfig};
 use serde::{Deserialize, Serialize};
+
+use super::head_loss::{atss::atss_loss, fcos::fcos_loss, gfl::gfl_loss, retinanet::retinanet_loss, to_vec};
+use super::loss_dict::LossDict;
+use crate::data::{Batch, ImageMeta};
 
 use super::backbone::{ResNet, ResNetConfig};
 use super::head::{Head, HeadConfig};
@@ -60,6 +64,19 @@ impl DetectorConfig {
     /// The head family.
     pub fn kind(&self) -> HeadKind {
         self.head.kind()
+    }
+
+    /// What the SDK needs to decode this detector's raw outputs.
+    pub fn decode_spec(&self) -> DecodeSpec {
+        let mut spec = DecodeSpec::for_kind(self.kind(), self.head.num_classes());
+        spec.strides = self.strides();
+        if let HeadConfig::Gfl(g) = &self.head {
+            spec.reg_max = g.reg_max;
+        }
+        if let Some(a) = spec.anchors.as_mut() {
+            a.strides = spec.strides.clone();
+        }
+        spec
     }
 
     /// Check every cross-field constraint; the error names the field.
@@ -146,6 +163,32 @@ pub enum InputError {
     /// Wrong channel count or rank.
     #[error("input batch has shape {0:?}: expected [N, 3, H, W]")]
     Shape([usize; 4]),
+    /// A GT label outside `0..num_classes`.
+    #[error("image {image_id}: GT label {label} is outside 0..{num_classes}: check the category mapping")]
+    Label {
+        /// Dataset image id.
+        image_id: u64,
+        /// The label.
+        label: usize,
+        /// Classes of the model.
+        num_classes: usize,
+    },
+    /// A non-finite GT box or boxes/labels count mismatch.
+    #[error("image {image_id}: {why}")]
+    Annotation {
+        /// Dataset image id.
+        image_id: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// Metas and images disagree.
+    #[error("batch has {images} images but {metas} metas")]
+    BatchSize {
+        /// Images in the tensor.
+        images: usize,
+        /// Metas given.
+        metas: usize,
+    },
     /// Too small for the deepest level.
     #[error("input {h}x{w} is smaller than the backbone stride {stride}: resize or pad images to at least {stride}x{stride}")]
     TooSmall {
@@ -156,6 +199,71 @@ pub enum InputError {
         /// Backbone output stride.
         stride: usize,
     },
+}
+
+/// Prediction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// Bad input batch.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The SDK decoder rejected the outputs.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Decode batched head outputs with the SDK (the code the edge runtime runs).
+pub fn decode_outputs<B: Backend>(
+    spec: &DecodeSpec,
+    test_cfg: &TestConfig,
+    outputs: &[LevelOutput<B>],
+    metas: &[ImageMeta],
+) -> Result<Vec<Vec<Detection>>, PredictError> {
+    struct HostLevel {
+        cls: Vec<f32>,
+        bbox: Vec<f32>,
+        ctr: Option<Vec<f32>>,
+        dims: [usize; 4],
+        bbox_c: usize,
+    }
+    let host: Vec<HostLevel> = outputs
+        .iter()
+        .map(|o| HostLevel {
+            dims: o.cls_score.dims(),
+            bbox_c: o.bbox_pred.dims()[1],
+            cls: to_vec(o.cls_score.clone()),
+            bbox: to_vec(o.bbox_pred.clone()),
+            ctr: o.centerness.clone().map(to_vec),
+        })
+        .collect();
+    metas
+        .iter()
+        .enumerate()
+        .map(|(i, meta)| {
+            let levels: Vec<crosskd_sdk::LevelOutput> = host
+                .iter()
+                .map(|l| {
+                    let [_, cc, h, w] = l.dims;
+                    let hw = h * w;
+                    crosskd_sdk::LevelOutput {
+                        cls_score: &l.cls[i * cc * hw..(i + 1) * cc * hw],
+                        bbox_pred: &l.bbox[i * l.bbox_c * hw..(i + 1) * l.bbox_c * hw],
+                        centerness: l.ctr.as_ref().map(|c| &c[i * hw..(i + 1) * hw]),
+                        height: h,
+                        width: w,
+                    }
+                })
+                .collect();
+            let (h, w) = meta.img_shape;
+            Ok(crosskd_sdk::postprocess(
+                spec,
+                test_cfg,
+                &levels,
+                (h as f32, w as f32),
+                meta.scale_factor,
+            )?)
+        })
+        .collect()
 }
 
 impl<B: Backend> Detector<B> {
@@ -175,6 +283,68 @@ impl<B: Backend> Detector<B> {
             });
         }
         Ok(())
+    }
+
+    /// Check a batch's annotations against the model before computing targets.
+    pub fn check_batch(&self, batch: &Batch<B>) -> Result<(), InputError> {
+        self.check_input(&batch.images)?;
+        let n = batch.images.dims()[0];
+        if n != batch.metas.len() {
+            return Err(InputError::BatchSize {
+                images: n,
+                metas: batch.metas.len(),
+            });
+        }
+        let num_classes = self.config.head.num_classes();
+        for m in &batch.metas {
+            if m.gt_boxes.len() != m.gt_labels.len() {
+                return Err(InputError::Annotation {
+                    image_id: m.image_id,
+                    why: format!("{} boxes but {} labels", m.gt_boxes.len(), m.gt_labels.len()),
+                });
+            }
+            if let Some(&label) = m.gt_labels.iter().find(|&&l| l >= num_classes) {
+                return Err(InputError::Label {
+                    image_id: m.image_id,
+                    label,
+                    num_classes,
+                });
+            }
+            if let Some(b) = m.gt_boxes.iter().find(|b| b.iter().any(|v| !v.is_finite())) {
+                return Err(InputError::Annotation {
+                    image_id: m.image_id,
+                    why: format!("GT box {b:?} is not finite"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Named GT losses of a batch (`loss_cls`, `loss_bbox`, ...; sum them to train).
+    pub fn loss(&self, batch: &Batch<B>) -> Result<LossDict<B>, InputError> {
+        self.check_batch(batch)?;
+        let outputs = self.forward(batch.images.clone());
+        Ok(self.loss_from_outputs(&outputs, &batch.metas))
+    }
+
+    /// GT losses from already computed head outputs (the distiller reuses them).
+    pub fn loss_from_outputs(&self, outputs: &[LevelOutput<B>], metas: &[ImageMeta]) -> LossDict<B> {
+        let strides = self.config.strides();
+        match &self.config.head {
+            HeadConfig::Gfl(c) => gfl_loss(c, &strides, outputs, metas),
+            HeadConfig::Retinanet(c) => retinanet_loss(c, &strides, outputs, metas),
+            HeadConfig::Fcos(c) => fcos_loss(c, &strides, outputs, metas),
+            HeadConfig::Atss(c) => atss_loss(c, &strides, outputs, metas),
+        }
+    }
+
+    /// Detections per image in original-image pixels, decoded by the SDK.
+    ///
+    /// Run it on a non-autodiff backend (`detector.valid()`) for speed.
+    pub fn predict(&self, batch: &Batch<B>, test_cfg: &TestConfig) -> Result<Vec<Vec<Detection>>, PredictError> {
+        self.check_input(&batch.images)?;
+        let outputs = self.forward(batch.images.clone());
+        decode_outputs(&self.config.decode_spec(), test_cfg, &outputs, &batch.metas)
     }
 
     /// FPN features `[P3, …, P7]`.

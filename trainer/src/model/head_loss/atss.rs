@@ -1,0 +1,95 @@
+//! ATSS losses: focal on valid anchors, GIoU on decoded positives weighted by
+//! the centerness target, centerness BCE (spec §5.6).
+
+use burn::prelude::*;
+use crosskd_sdk::boxes::{self, BBox};
+use crosskd_sdk::AnchorGenerator;
+
+use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
+use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor, zero_like_graph};
+use crate::coders::delta_xywh::{self, ATSS_STDS, ZERO_MEANS};
+use crate::data::ImageMeta;
+use crate::losses::{binary_cross_entropy_with_logits, giou_loss, sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
+use crate::model::heads::{AtssHeadConfig, LevelOutput};
+use crate::model::loss_dict::LossDict;
+use crate::targets::atss::AtssAssigner;
+use crate::targets::fcos::centerness_target;
+
+/// Centerness of an anchor centre inside its GT box (ATSS `centerness_target`).
+pub fn anchor_centerness(anchor: &BBox, gt: &BBox) -> f32 {
+    let (cx, cy) = boxes::center(anchor);
+    centerness_target(&[cx - gt[0], cy - gt[1], gt[2] - cx, gt[3] - cy])
+}
+
+/// ATSS GT losses for one batch.
+pub fn atss_loss<B: Backend>(
+    cfg: &AtssHeadConfig,
+    strides: &[f32],
+    outputs: &[LevelOutput<B>],
+    metas: &[ImageMeta],
+) -> LossDict<B> {
+    let c = cfg.num_classes;
+    let device = outputs[0].cls_score.device();
+    let targets = anchor_batch_targets(
+        &AnchorGenerator::gfl_atss(strides),
+        &level_shapes(outputs),
+        metas,
+        &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
+        c,
+    );
+    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
+    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
+    let ctr = flatten_levels(
+        outputs
+            .iter()
+            .map(|o| o.centerness.clone().expect("ATSS head predicts centerness"))
+            .collect(),
+        1,
+    );
+    let num_pos = targets.num_pos();
+    let avg = (num_pos as f32).max(1.0);
+    let (loss_bbox, loss_ctr) = if num_pos > 0 {
+        let pos = index_tensor::<B>(&targets.pos_rows, &device);
+        let pos_reg = reg.select(0, pos.clone());
+        let pos_ctr = ctr.select(0, pos).reshape([num_pos]);
+        let ctr_t: Vec<f32> = targets
+            .pos_anchors
+            .iter()
+            .zip(&targets.pos_gt_boxes)
+            .map(|(a, g)| anchor_centerness(a, g))
+            .collect();
+        let ctr_sum: f32 = ctr_t.iter().sum();
+        let decoded = delta_xywh::decode(
+            rows_tensor(&targets.pos_anchors, &device),
+            pos_reg,
+            ZERO_MEANS,
+            ATSS_STDS,
+            delta_xywh::default_max_ratio(),
+        );
+        let ctr_t = vec_tensor(ctr_t, &device);
+        let loss_bbox = giou_loss(
+            decoded,
+            rows_tensor(&targets.pos_gt_boxes, &device),
+            Some(ctr_t.clone()),
+            Some(1.0),
+        )
+        .div_scalar(ctr_sum.max(1.0));
+        let loss_ctr = binary_cross_entropy_with_logits(pos_ctr, ctr_t, None, Some(avg));
+        (loss_bbox, loss_ctr)
+    } else {
+        (zero_like_graph(reg), zero_like_graph(ctr))
+    };
+    let loss_cls = sigmoid_focal_loss(
+        cls,
+        label_tensor(&targets.labels, &device),
+        Some(vec_tensor(targets.label_weights, &device)),
+        Some(avg),
+        FOCAL_ALPHA,
+        FOCAL_GAMMA,
+    );
+    let mut out = LossDict::default();
+    out.push("loss_cls", loss_cls.mul_scalar(cfg.loss_cls_weight));
+    out.push("loss_bbox", loss_bbox.mul_scalar(cfg.loss_bbox_weight));
+    out.push("loss_centerness", loss_ctr.mul_scalar(cfg.loss_centerness_weight));
+    out
+}

@@ -1,0 +1,110 @@
+//! FCOS losses: focal over all points, −log IoU (or GIoU) on decoded positive
+//! boxes weighted by the centerness target, centerness BCE (spec §5.7).
+
+use burn::prelude::*;
+use crosskd_sdk::grid_points;
+use rayon::prelude::*;
+
+use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor, zero_like_graph};
+use crate::coders::distance2bbox;
+use crate::data::ImageMeta;
+use crate::losses::{
+    binary_cross_entropy_with_logits, giou_loss, iou_loss, sigmoid_focal_loss, IouLossMode, FOCAL_ALPHA,
+    FOCAL_GAMMA,
+};
+use crate::model::heads::{FcosHeadConfig, LevelOutput};
+use crate::model::loss_dict::LossDict;
+use crate::targets::fcos::{centerness_target, fcos_targets, FcosTargetConfig};
+
+/// Smallest box-loss normaliser (MMDet's `centerness_denorm` floor).
+const CENTERNESS_DENORM_MIN: f32 = 1e-6;
+
+/// FCOS GT losses for one batch.
+pub fn fcos_loss<B: Backend>(
+    cfg: &FcosHeadConfig,
+    strides: &[f32],
+    outputs: &[LevelOutput<B>],
+    metas: &[ImageMeta],
+) -> LossDict<B> {
+    let c = cfg.num_classes;
+    let device = outputs[0].cls_score.device();
+    let shapes = level_shapes(outputs);
+    let mut points = Vec::new();
+    let mut counts = Vec::with_capacity(shapes.len());
+    for (l, &(h, w)) in shapes.iter().enumerate() {
+        let p = grid_points(strides[l], h, w, 0.5);
+        counts.push(p.len());
+        points.extend(p);
+    }
+    // The head predicts pixel distances (see FcosHead::predict_level), so the
+    // targets stay in pixels; IoU and centerness do not depend on the scale.
+    let tcfg = FcosTargetConfig {
+        strides: strides.to_vec(),
+        regress_ranges: cfg.regress_ranges.clone(),
+        center_sampling: cfg.center_sampling,
+        center_sample_radius: cfg.center_sample_radius,
+        norm_on_bbox: false,
+        num_classes: c,
+    };
+    let per_image: Vec<_> = metas
+        .par_iter()
+        .map(|m| fcos_targets(&tcfg, &points, &counts, &m.gt_boxes, &m.gt_labels))
+        .collect();
+    let t = points.len();
+    let mut labels = Vec::with_capacity(t * metas.len());
+    let mut pos_rows = Vec::new();
+    let mut pos_points = Vec::new();
+    let mut pos_ltrb = Vec::new();
+    for (img, tg) in per_image.iter().enumerate() {
+        labels.extend(&tg.labels);
+        for i in tg.pos_inds() {
+            pos_rows.push(img * t + i);
+            pos_points.push(points[i]);
+            pos_ltrb.push(tg.bbox_targets[i]);
+        }
+    }
+    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
+    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
+    let ctr = flatten_levels(
+        outputs
+            .iter()
+            .map(|o| o.centerness.clone().expect("FCOS head predicts centerness"))
+            .collect(),
+        1,
+    );
+    let num_pos = pos_rows.len();
+    let avg = (num_pos as f32).max(1.0);
+    let (loss_bbox, loss_ctr) = if num_pos > 0 {
+        let pos = index_tensor::<B>(&pos_rows, &device);
+        let pos_reg = reg.select(0, pos.clone());
+        let pos_ctr = ctr.select(0, pos).reshape([num_pos]);
+        let ctr_t: Vec<f32> = pos_ltrb.iter().map(centerness_target).collect();
+        let denorm = ctr_t.iter().sum::<f32>().max(CENTERNESS_DENORM_MIN);
+        let pts = rows_tensor(&pos_points, &device);
+        let pred_boxes = distance2bbox(pts.clone(), pos_reg);
+        let target_boxes = distance2bbox(pts, rows_tensor(&pos_ltrb, &device));
+        let ctr_t = vec_tensor(ctr_t, &device);
+        let loss_bbox = if cfg.giou_loss {
+            giou_loss(pred_boxes, target_boxes, Some(ctr_t.clone()), Some(denorm))
+        } else {
+            iou_loss(pred_boxes, target_boxes, Some(ctr_t.clone()), Some(denorm), IouLossMode::Log)
+        };
+        let loss_ctr = binary_cross_entropy_with_logits(pos_ctr, ctr_t, None, Some(avg));
+        (loss_bbox, loss_ctr)
+    } else {
+        (zero_like_graph(reg), zero_like_graph(ctr))
+    };
+    let loss_cls = sigmoid_focal_loss(
+        cls,
+        label_tensor(&labels, &device),
+        None,
+        Some(avg),
+        FOCAL_ALPHA,
+        FOCAL_GAMMA,
+    );
+    let mut out = LossDict::default();
+    out.push("loss_cls", loss_cls.mul_scalar(cfg.loss_cls_weight));
+    out.push("loss_bbox", loss_bbox.mul_scalar(cfg.loss_bbox_weight));
+    out.push("loss_centerness", loss_ctr.mul_scalar(cfg.loss_centerness_weight));
+    out
+}

@@ -1,0 +1,113 @@
+//! GFL losses: QFL (β 2) on all valid anchors with IoU quality targets, GIoU
+//! and DFL on positives weighted by the max class score (spec §5.4).
+
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use crosskd_sdk::coders::bbox2distance_eps;
+use crosskd_sdk::{boxes, AnchorGenerator};
+
+use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
+use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor, zero_like_graph};
+use crate::coders::{distance2bbox, integral};
+use crate::data::ImageMeta;
+use crate::losses::distribution_focal::distribution_focal_loss;
+use crate::losses::iou::giou_loss;
+use crate::losses::quality_focal::{quality_focal_loss, QFL_BETA};
+use crate::model::heads::{GflHeadConfig, LevelOutput};
+use crate::model::loss_dict::LossDict;
+use crate::targets::atss::AtssAssigner;
+
+/// Distance targets are clamped to `reg_max - 0.1` (MMDet `bbox2distance` eps).
+const DFL_EPS: f32 = 0.1;
+
+/// GFL GT losses for one batch.
+pub fn gfl_loss<B: Backend>(
+    cfg: &GflHeadConfig,
+    strides: &[f32],
+    outputs: &[LevelOutput<B>],
+    metas: &[ImageMeta],
+) -> LossDict<B> {
+    let c = cfg.num_classes;
+    let r = cfg.reg_max;
+    let shapes = level_shapes(outputs);
+    let device = outputs[0].cls_score.device();
+    let targets = anchor_batch_targets(
+        &AnchorGenerator::gfl_atss(strides),
+        &shapes,
+        metas,
+        &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
+        c,
+    );
+    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
+    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4 * (r + 1));
+    let num_pos = targets.num_pos();
+    let avg_cls = (num_pos as f32).max(1.0);
+
+    let mut score = vec![0.0f32; targets.labels.len()];
+    let (loss_bbox, loss_dfl) = if num_pos > 0 {
+        let pos = index_tensor::<B>(&targets.pos_rows, &device);
+        let pos_reg = reg.select(0, pos.clone());
+        let pos_cls = cls.clone().select(0, pos);
+        // Box losses are weighted by the detached max class probability.
+        let weight = sigmoid(pos_cls.detach()).max_dim(1).reshape([num_pos]);
+        // Everything in stride units, as MMDet: anchor centre / stride, GT / stride.
+        let centers: Vec<[f32; 2]> = targets
+            .pos_anchors
+            .iter()
+            .zip(&targets.pos_strides)
+            .map(|(a, s)| {
+                let (cx, cy) = boxes::center(a);
+                [cx / s, cy / s]
+            })
+            .collect();
+        let gts: Vec<[f32; 4]> = targets
+            .pos_gt_boxes
+            .iter()
+            .zip(&targets.pos_strides)
+            .map(|(g, s)| [g[0] / s, g[1] / s, g[2] / s, g[3] / s])
+            .collect();
+        let pos_decoded = distance2bbox(rows_tensor(&centers, &device), integral(pos_reg.clone(), r));
+        // QFL quality target: IoU of the detached decoded box with its GT.
+        let decoded_host = to_vec(pos_decoded.clone().detach());
+        for (k, &row) in targets.pos_rows.iter().enumerate() {
+            let b = [
+                decoded_host[4 * k],
+                decoded_host[4 * k + 1],
+                decoded_host[4 * k + 2],
+                decoded_host[4 * k + 3],
+            ];
+            score[row] = boxes::iou(&b, &gts[k]);
+        }
+        let corner_targets: Vec<f32> = centers
+            .iter()
+            .zip(&gts)
+            .flat_map(|(p, g)| bbox2distance_eps(*p, g, Some(r as f32), DFL_EPS))
+            .collect();
+        let weight_sum = weight.clone().sum().into_scalar().elem::<f32>();
+        let avg = weight_sum.max(1.0);
+        let loss_bbox = giou_loss(pos_decoded, rows_tensor(&gts, &device), Some(weight.clone()), Some(1.0));
+        let weight4 = weight.reshape([num_pos, 1]).repeat_dim(1, 4).reshape([num_pos * 4]);
+        let loss_dfl = distribution_focal_loss(
+            pos_reg.reshape([num_pos * 4, r + 1]),
+            vec_tensor(corner_targets, &device),
+            Some(weight4),
+            Some(4.0),
+        );
+        (loss_bbox.div_scalar(avg), loss_dfl.div_scalar(avg))
+    } else {
+        (zero_like_graph(reg.clone()), zero_like_graph(reg))
+    };
+    let loss_cls = quality_focal_loss(
+        cls,
+        label_tensor(&targets.labels, &device),
+        vec_tensor(score, &device),
+        Some(vec_tensor(targets.label_weights, &device)),
+        Some(avg_cls),
+        QFL_BETA,
+    );
+    let mut out = LossDict::default();
+    out.push("loss_cls", loss_cls.mul_scalar(cfg.loss_cls_weight));
+    out.push("loss_bbox", loss_bbox.mul_scalar(cfg.loss_bbox_weight));
+    out.push("loss_dfl", loss_dfl.mul_scalar(cfg.loss_dfl_weight));
+    out
+}

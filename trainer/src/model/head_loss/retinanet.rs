@@ -1,0 +1,61 @@
+//! RetinaNet losses: focal on valid, non-ignored anchors and L1 on
+//! DeltaXYWH-encoded deltas of positives (spec §5.5).
+
+use burn::prelude::*;
+use crosskd_sdk::{AnchorGenerator, DeltaXywhCoder};
+
+use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
+use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor, zero_like_graph};
+use crate::data::ImageMeta;
+use crate::losses::{l1_loss, sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
+use crate::model::heads::{LevelOutput, RetinaHeadConfig};
+use crate::model::loss_dict::LossDict;
+use crate::targets::max_iou::MaxIouAssigner;
+
+/// RetinaNet GT losses for one batch.
+pub fn retinanet_loss<B: Backend>(
+    cfg: &RetinaHeadConfig,
+    strides: &[f32],
+    outputs: &[LevelOutput<B>],
+    metas: &[ImageMeta],
+) -> LossDict<B> {
+    let c = cfg.num_classes;
+    let device = outputs[0].cls_score.device();
+    let targets = anchor_batch_targets(
+        &AnchorGenerator::retinanet(strides),
+        &level_shapes(outputs),
+        metas,
+        &AnchorAssigner::MaxIou(MaxIouAssigner::default()),
+        c,
+    );
+    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
+    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
+    // MMDet's SamplingResult.avg_factor is max(num_pos, 1) per image, summed.
+    let avg: f32 = targets.num_pos_per_image.iter().map(|&p| p.max(1) as f32).sum();
+    let num_pos = targets.num_pos();
+    let loss_bbox = if num_pos > 0 {
+        let coder = DeltaXywhCoder::default();
+        let deltas: Vec<[f32; 4]> = targets
+            .pos_anchors
+            .iter()
+            .zip(&targets.pos_gt_boxes)
+            .map(|(a, g)| coder.encode(a, g))
+            .collect();
+        let pos_reg = reg.select(0, index_tensor::<B>(&targets.pos_rows, &device));
+        l1_loss(pos_reg, rows_tensor(&deltas, &device), None, Some(avg))
+    } else {
+        zero_like_graph(reg)
+    };
+    let loss_cls = sigmoid_focal_loss(
+        cls,
+        label_tensor(&targets.labels, &device),
+        Some(vec_tensor(targets.label_weights, &device)),
+        Some(avg),
+        FOCAL_ALPHA,
+        FOCAL_GAMMA,
+    );
+    let mut out = LossDict::default();
+    out.push("loss_cls", loss_cls.mul_scalar(cfg.loss_cls_weight));
+    out.push("loss_bbox", loss_bbox.mul_scalar(cfg.loss_bbox_weight));
+    out
+}
