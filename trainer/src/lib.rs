@@ -7,6 +7,8 @@
 //! decoding and NMS shared with the edge runtime live in [`crosskd_sdk`].
 
 pub mod backend;
+pub mod bench;
+pub mod cli;
 pub mod coders;
 pub mod data;
 pub mod losses;

@@ -1,1 +1,17 @@
-fn main(){}
+//! `crosskd`: train, distil, evaluate, benchmark and export dense detectors.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crosskd_trainer::cli::{run, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -56,6 +56,35 @@ fn field_err(field: &'static str, value: impl ToString, why: impl Into<String>) 
 }
 
 impl DetectorConfig {
+    /// The paper's setting of `kind` (MMDet defaults: 256-channel FPN and 4-conv
+    /// towers) on a ResNet of `depth`, for `num_classes` classes.
+    ///
+    /// ```
+    /// use crosskd_trainer::model::detector::DetectorConfig;
+    /// use crosskd_sdk::HeadKind;
+    /// let cfg = DetectorConfig::preset(HeadKind::Gfl, 50, 80);
+    /// assert_eq!(cfg.strides(), vec![8.0, 16.0, 32.0, 64.0, 128.0]);
+    /// cfg.validate().unwrap();
+    /// ```
+    pub fn preset(kind: HeadKind, depth: usize, num_classes: usize) -> Self {
+        use super::heads::{AtssHeadConfig, FcosHeadConfig, GflHeadConfig, RetinaHeadConfig};
+        let mut neck = FpnConfig::new(vec![], 256);
+        let head = match kind {
+            HeadKind::Gfl => HeadConfig::Gfl(GflHeadConfig::new(num_classes)),
+            HeadKind::RetinaNet => HeadConfig::Retinanet(RetinaHeadConfig::new(num_classes)),
+            HeadKind::Fcos => {
+                neck.relu_before_extra_convs = true;
+                HeadConfig::Fcos(FcosHeadConfig::new(num_classes))
+            }
+            HeadKind::Atss => HeadConfig::Atss(AtssHeadConfig::new(num_classes)),
+        };
+        Self {
+            backbone: ResNetConfig::new(depth),
+            neck,
+            head,
+        }
+    }
+
     /// Level strides of the FPN outputs (P3 = 8, doubling).
     pub fn strides(&self) -> Vec<f32> {
         (0..self.neck.num_outs).map(|l| (8u32 << l) as f32).collect()
