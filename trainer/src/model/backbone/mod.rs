@@ -1,5 +1,6 @@
 //! Backbones: multi-level feature extractors.
 
 pub mod resnet;
+pub mod weights;
 
 pub use resnet::{ResNet, ResNetConfig, ResNetStyle};
