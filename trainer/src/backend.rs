@@ -21,20 +21,15 @@ pub type Cuda = burn::backend::Cuda;
 pub type FlexAutodiff = burn::backend::Autodiff<Flex>;
 
 /// A device named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
     /// burn-flex on the CPU (default).
+    #[default]
     Flex,
     /// burn-ndarray on the CPU.
     NdArray,
     /// CUDA device with the given index (needs the `cuda` feature).
     Cuda(usize),
-}
-
-impl Default for DeviceSpec {
-    fn default() -> Self {
-        DeviceSpec::Flex
-    }
 }
 
 impl fmt::Display for DeviceSpec {

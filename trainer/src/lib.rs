@@ -14,3 +14,4 @@ pub mod data;
 pub mod losses;
 pub mod model;
 pub mod targets;
+pub mod train;

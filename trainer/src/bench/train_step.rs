@@ -76,7 +76,11 @@ fn random_batch<B: Backend>(b: &TrainStepBench, device: &B::Device) -> Batch<B> 
         })
         .collect();
     Batch {
-        images: Tensor::random([b.batch, 3, b.size, b.size], Distribution::Normal(0.0, 1.0), device),
+        images: Tensor::random(
+            [b.batch, 3, b.size, b.size],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        ),
         metas,
     }
 }
@@ -88,7 +92,10 @@ fn time_ms(f: impl FnOnce()) -> f64 {
 }
 
 /// Run the benchmark on backend `B`.
-pub fn run_train_step_bench<B: AutodiffBackend>(b: &TrainStepBench, device: &B::Device) -> anyhow::Result<TrainStepReport> {
+pub fn run_train_step_bench<B: AutodiffBackend>(
+    b: &TrainStepBench,
+    device: &B::Device,
+) -> anyhow::Result<TrainStepReport> {
     let mut cfg = DetectorConfig::preset(b.kind, b.depth, b.num_classes);
     cfg.backbone.width_mult = b.width_mult;
     let det = cfg.init::<B>(device)?;

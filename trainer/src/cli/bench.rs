@@ -102,18 +102,22 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 seed: 0,
             };
             let report = match device {
-                DeviceSpec::Flex => run_train_step_bench::<FlexAutodiff>(&spec, &Default::default())?,
-                DeviceSpec::NdArray => run_train_step_bench::<burn::backend::Autodiff<crate::backend::NdArray>>(
-                    &spec,
-                    &Default::default(),
-                )?,
+                DeviceSpec::Flex => {
+                    run_train_step_bench::<FlexAutodiff>(&spec, &Default::default())?
+                }
+                DeviceSpec::NdArray => run_train_step_bench::<
+                    burn::backend::Autodiff<crate::backend::NdArray>,
+                >(&spec, &Default::default())?,
                 #[cfg(feature = "cuda")]
-                DeviceSpec::Cuda(i) => run_train_step_bench::<burn::backend::Autodiff<crate::backend::Cuda>>(
-                    &spec,
-                    &burn::backend::cuda::CudaDevice::new(i),
+                DeviceSpec::Cuda(i) => run_train_step_bench::<
+                    burn::backend::Autodiff<crate::backend::Cuda>,
+                >(
+                    &spec, &burn::backend::cuda::CudaDevice::new(i)
                 )?,
                 #[cfg(not(feature = "cuda"))]
-                DeviceSpec::Cuda(_) => unreachable!("check_available rejects CUDA without the feature"),
+                DeviceSpec::Cuda(_) => {
+                    unreachable!("check_available rejects CUDA without the feature")
+                }
             };
             print_report(&report, a.json)
         }

@@ -24,7 +24,13 @@ pub struct ImageMeta {
 
 impl ImageMeta {
     /// Meta for an unscaled image of `(h, w)` with the given boxes and labels.
-    pub fn new(image_id: u64, h: usize, w: usize, gt_boxes: Vec<BBox>, gt_labels: Vec<usize>) -> Self {
+    pub fn new(
+        image_id: u64,
+        h: usize,
+        w: usize,
+        gt_boxes: Vec<BBox>,
+        gt_labels: Vec<usize>,
+    ) -> Self {
         let pad = |x: usize| x.div_ceil(32) * 32;
         Self {
             image_id,

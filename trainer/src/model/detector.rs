@@ -8,7 +8,9 @@ use burn::prelude::*;
 use crosskd_sdk::{DecodeError, DecodeSpec, Detection, HeadKind, TestConfig};
 use serde::{Deserialize, Serialize};
 
-use super::head_loss::{atss::atss_loss, fcos::fcos_loss, gfl::gfl_loss, retinanet::retinanet_loss, to_vec};
+use super::head_loss::{
+    atss::atss_loss, fcos::fcos_loss, gfl::gfl_loss, retinanet::retinanet_loss, to_vec,
+};
 use super::loss_dict::LossDict;
 use crate::data::{Batch, ImageMeta};
 
@@ -87,7 +89,9 @@ impl DetectorConfig {
 
     /// Level strides of the FPN outputs (P3 = 8, doubling).
     pub fn strides(&self) -> Vec<f32> {
-        (0..self.neck.num_outs).map(|l| (8u32 << l) as f32).collect()
+        (0..self.neck.num_outs)
+            .map(|l| (8u32 << l) as f32)
+            .collect()
     }
 
     /// The head family.
@@ -119,7 +123,11 @@ impl DetectorConfig {
             return Err(field_err("neck.out_channels", 0, "must be positive"));
         }
         if self.neck.num_outs < 3 {
-            return Err(field_err("neck.num_outs", self.neck.num_outs, "must be at least 3 (P3..P5)"));
+            return Err(field_err(
+                "neck.num_outs",
+                self.neck.num_outs,
+                "must be at least 3 (P3..P5)",
+            ));
         }
         if in_c != self.neck.out_channels {
             return Err(field_err(
@@ -329,7 +337,11 @@ impl<B: Backend> Detector<B> {
             if m.gt_boxes.len() != m.gt_labels.len() {
                 return Err(InputError::Annotation {
                     image_id: m.image_id,
-                    why: format!("{} boxes but {} labels", m.gt_boxes.len(), m.gt_labels.len()),
+                    why: format!(
+                        "{} boxes but {} labels",
+                        m.gt_boxes.len(),
+                        m.gt_labels.len()
+                    ),
                 });
             }
             if let Some(&label) = m.gt_labels.iter().find(|&&l| l >= num_classes) {
@@ -357,7 +369,11 @@ impl<B: Backend> Detector<B> {
     }
 
     /// GT losses from already computed head outputs (the distiller reuses them).
-    pub fn loss_from_outputs(&self, outputs: &[LevelOutput<B>], metas: &[ImageMeta]) -> LossDict<B> {
+    pub fn loss_from_outputs(
+        &self,
+        outputs: &[LevelOutput<B>],
+        metas: &[ImageMeta],
+    ) -> LossDict<B> {
         let strides = self.config.strides();
         match &self.config.head {
             HeadConfig::Gfl(c) => gfl_loss(c, &strides, outputs, metas),
@@ -370,7 +386,11 @@ impl<B: Backend> Detector<B> {
     /// Detections per image in original-image pixels, decoded by the SDK.
     ///
     /// Run it on a non-autodiff backend (`detector.valid()`) for speed.
-    pub fn predict(&self, batch: &Batch<B>, test_cfg: &TestConfig) -> Result<Vec<Vec<Detection>>, PredictError> {
+    pub fn predict(
+        &self,
+        batch: &Batch<B>,
+        test_cfg: &TestConfig,
+    ) -> Result<Vec<Vec<Detection>>, PredictError> {
         self.check_input(&batch.images)?;
         let outputs = self.forward(batch.images.clone());
         decode_outputs(&self.config.decode_spec(), test_cfg, &outputs, &batch.metas)
@@ -436,7 +456,12 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) const KINDS: [HeadKind; 4] = [HeadKind::Gfl, HeadKind::RetinaNet, HeadKind::Fcos, HeadKind::Atss];
+    pub(crate) const KINDS: [HeadKind; 4] = [
+        HeadKind::Gfl,
+        HeadKind::RetinaNet,
+        HeadKind::Fcos,
+        HeadKind::Atss,
+    ];
 
     #[test]
     fn head_output_shapes_at_two_sizes() {
@@ -456,13 +481,20 @@ pub(crate) mod tests {
                 HeadKind::Atss => (1, 4, true),
             };
             for ((h, w), sizes) in &cases {
-                let x = Tensor::<Flex, 4>::random([2, 3, *h, *w], Distribution::Normal(0.0, 1.0), &device);
+                let x = Tensor::<Flex, 4>::random(
+                    [2, 3, *h, *w],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                );
                 let outs = det.forward(x);
                 assert_eq!(outs.len(), 5);
                 for (o, &(fh, fw)) in outs.iter().zip(sizes) {
                     assert_eq!(o.cls_score.dims(), [2, a * 3, fh, fw], "{kind:?} cls");
                     assert_eq!(o.bbox_pred.dims(), [2, box_c, fh, fw], "{kind:?} bbox");
-                    assert_eq!(o.centerness.as_ref().map(|c| c.dims()), has_ctr.then_some([2, 1, fh, fw]));
+                    assert_eq!(
+                        o.centerness.as_ref().map(|c| c.dims()),
+                        has_ctr.then_some([2, 1, fh, fw])
+                    );
                 }
             }
         }
@@ -473,7 +505,8 @@ pub(crate) mod tests {
         let device = Default::default();
         for kind in KINDS {
             let det = tiny_config(kind).init::<Flex>(&device).unwrap();
-            let x = Tensor::<Flex, 4>::random([1, 16, 6, 5], Distribution::Normal(0.0, 1.0), &device);
+            let x =
+                Tensor::<Flex, 4>::random([1, 16, 6, 5], Distribution::Normal(0.0, 1.0), &device);
             let (full, trace) = det.head.forward_level_traced(x.clone(), 1);
             assert_eq!(trace.cls.len(), 2);
             for k in 0..=2 {
@@ -486,9 +519,15 @@ pub(crate) mod tests {
                     )
                 };
                 let resumed = det.head.forward_level_from(ci, ri, k, 1);
-                let diff = (resumed.bbox_pred - full.bbox_pred.clone()).abs().max().into_scalar();
+                let diff = (resumed.bbox_pred - full.bbox_pred.clone())
+                    .abs()
+                    .max()
+                    .into_scalar();
                 assert!(diff < 1e-5, "{kind:?} k={k}: {diff}");
-                let diff = (resumed.cls_score - full.cls_score.clone()).abs().max().into_scalar();
+                let diff = (resumed.cls_score - full.cls_score.clone())
+                    .abs()
+                    .max()
+                    .into_scalar();
                 assert!(diff < 1e-5, "{kind:?} k={k}: {diff}");
             }
         }
@@ -503,7 +542,9 @@ pub(crate) mod tests {
     impl<B: AutodiffBackend> ModuleVisitor<B> for GradProbe<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let t = param.val();
-            let g = t.grad(self.grads).map(|g| g.abs().sum().into_scalar().elem::<f32>());
+            let g = t
+                .grad(self.grads)
+                .map(|g| g.abs().sum().into_scalar().elem::<f32>());
             self.seen.push((param.id, t.is_require_grad(), g));
         }
     }
@@ -513,7 +554,11 @@ pub(crate) mod tests {
         let device = Default::default();
         for kind in KINDS {
             let det = tiny_config(kind).init::<FlexAutodiff>(&device).unwrap();
-            let x = Tensor::<FlexAutodiff, 4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+            let x = Tensor::<FlexAutodiff, 4>::random(
+                [2, 3, 64, 64],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
             let outs = det.forward(x);
             let mut total = Tensor::<FlexAutodiff, 1>::zeros([1], &device);
             for o in outs {
@@ -523,7 +568,10 @@ pub(crate) mod tests {
                 }
             }
             let grads = total.backward();
-            let mut probe = GradProbe::<FlexAutodiff> { grads: &grads, seen: vec![] };
+            let mut probe = GradProbe::<FlexAutodiff> {
+                grads: &grads,
+                seen: vec![],
+            };
             det.visit(&mut probe);
             let mut frozen = 0;
             for (id, trainable, g) in &probe.seen {
@@ -554,15 +602,27 @@ pub(crate) mod tests {
         if let HeadConfig::Atss(h) = &mut cfg.head {
             h.gn_groups = 5;
         }
-        assert!(cfg.validate().unwrap_err().to_string().contains("head.gn_groups"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("head.gn_groups"));
 
         let mut cfg = tiny_config(HeadKind::Fcos);
         cfg.neck.out_channels = 32;
-        assert!(cfg.validate().unwrap_err().to_string().contains("head.in_channels"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("head.in_channels"));
 
         let mut cfg = tiny_config(HeadKind::RetinaNet);
         cfg.backbone.depth = 42;
-        assert!(cfg.validate().unwrap_err().to_string().contains("depth = 42"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("depth = 42"));
     }
 
     #[test]
@@ -570,7 +630,10 @@ pub(crate) mod tests {
         let device = Default::default();
         let det = tiny_config(HeadKind::Fcos).init::<Flex>(&device).unwrap();
         let x = Tensor::<Flex, 4>::zeros([1, 3, 16, 64], &device);
-        assert!(matches!(det.check_input(&x), Err(InputError::TooSmall { .. })));
+        assert!(matches!(
+            det.check_input(&x),
+            Err(InputError::TooSmall { .. })
+        ));
         let x = Tensor::<Flex, 4>::zeros([1, 1, 64, 64], &device);
         assert!(matches!(det.check_input(&x), Err(InputError::Shape(_))));
     }
@@ -582,7 +645,9 @@ pub(crate) mod tests {
         let back: DetectorConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, cfg);
         let bad = text.replace("stacked_convs", "stacked_conv");
-        let err = toml::from_str::<DetectorConfig>(&bad).unwrap_err().to_string();
+        let err = toml::from_str::<DetectorConfig>(&bad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("stacked_conv"), "{err}");
     }
 }

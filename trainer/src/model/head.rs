@@ -37,10 +37,34 @@ impl HeadConfig {
     /// `(num_classes, in_channels, feat_channels, stacked_convs, gn_groups)`.
     pub fn dims(&self) -> (usize, usize, usize, usize, Option<usize>) {
         match self {
-            HeadConfig::Gfl(c) => (c.num_classes, c.in_channels, c.feat_channels, c.stacked_convs, Some(c.gn_groups)),
-            HeadConfig::Retinanet(c) => (c.num_classes, c.in_channels, c.feat_channels, c.stacked_convs, None),
-            HeadConfig::Fcos(c) => (c.num_classes, c.in_channels, c.feat_channels, c.stacked_convs, Some(c.gn_groups)),
-            HeadConfig::Atss(c) => (c.num_classes, c.in_channels, c.feat_channels, c.stacked_convs, Some(c.gn_groups)),
+            HeadConfig::Gfl(c) => (
+                c.num_classes,
+                c.in_channels,
+                c.feat_channels,
+                c.stacked_convs,
+                Some(c.gn_groups),
+            ),
+            HeadConfig::Retinanet(c) => (
+                c.num_classes,
+                c.in_channels,
+                c.feat_channels,
+                c.stacked_convs,
+                None,
+            ),
+            HeadConfig::Fcos(c) => (
+                c.num_classes,
+                c.in_channels,
+                c.feat_channels,
+                c.stacked_convs,
+                Some(c.gn_groups),
+            ),
+            HeadConfig::Atss(c) => (
+                c.num_classes,
+                c.in_channels,
+                c.feat_channels,
+                c.stacked_convs,
+                Some(c.gn_groups),
+            ),
         }
     }
 
@@ -83,7 +107,12 @@ impl<B: Backend> DenseHead<B> for Head<B> {
         }
     }
 
-    fn predict_level(&self, cls_feat: Tensor<B, 4>, reg_feat: Tensor<B, 4>, level: usize) -> LevelOutput<B> {
+    fn predict_level(
+        &self,
+        cls_feat: Tensor<B, 4>,
+        reg_feat: Tensor<B, 4>,
+        level: usize,
+    ) -> LevelOutput<B> {
         match self {
             Head::Gfl(h) => h.predict_level(cls_feat, reg_feat, level),
             Head::RetinaNet(h) => h.predict_level(cls_feat, reg_feat, level),

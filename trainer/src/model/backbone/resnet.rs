@@ -145,7 +145,15 @@ impl ResNetConfig {
         }
         let mut layers = layers.into_iter();
         let mut net = ResNet {
-            conv1: conv2d([3, stem], 7, 2, 3, None, ConvInit::KaimingNormalFanOut, device),
+            conv1: conv2d(
+                [3, stem],
+                7,
+                2,
+                3,
+                None,
+                ConvInit::KaimingNormalFanOut,
+                device,
+            ),
             bn1: EvalBatchNorm2dConfig::new(stem).init(device),
             layer1: layers.next().unwrap_or_default(),
             layer2: layers.next().unwrap_or_default(),

@@ -6,10 +6,15 @@ use crosskd_sdk::boxes::{self, BBox};
 use crosskd_sdk::AnchorGenerator;
 
 use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
-use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor, zero_like_graph};
+use super::{
+    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
+    zero_like_graph,
+};
 use crate::coders::delta_xywh::{self, ATSS_STDS, ZERO_MEANS};
 use crate::data::ImageMeta;
-use crate::losses::{binary_cross_entropy_with_logits, giou_loss, sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
+use crate::losses::{
+    binary_cross_entropy_with_logits, giou_loss, sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA,
+};
 use crate::model::heads::{AtssHeadConfig, LevelOutput};
 use crate::model::loss_dict::LossDict;
 use crate::targets::atss::AtssAssigner;
@@ -90,6 +95,9 @@ pub fn atss_loss<B: Backend>(
     let mut out = LossDict::default();
     out.push("loss_cls", loss_cls.mul_scalar(cfg.loss_cls_weight));
     out.push("loss_bbox", loss_bbox.mul_scalar(cfg.loss_bbox_weight));
-    out.push("loss_centerness", loss_ctr.mul_scalar(cfg.loss_centerness_weight));
+    out.push(
+        "loss_centerness",
+        loss_ctr.mul_scalar(cfg.loss_centerness_weight),
+    );
     out
 }

@@ -5,12 +5,15 @@ use burn::prelude::*;
 use crosskd_sdk::grid_points;
 use rayon::prelude::*;
 
-use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor, zero_like_graph};
+use super::{
+    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
+    zero_like_graph,
+};
 use crate::coders::distance2bbox;
 use crate::data::ImageMeta;
 use crate::losses::{
-    binary_cross_entropy_with_logits, giou_loss, iou_loss, sigmoid_focal_loss, IouLossMode, FOCAL_ALPHA,
-    FOCAL_GAMMA,
+    binary_cross_entropy_with_logits, giou_loss, iou_loss, sigmoid_focal_loss, IouLossMode,
+    FOCAL_ALPHA, FOCAL_GAMMA,
 };
 use crate::model::heads::{FcosHeadConfig, LevelOutput};
 use crate::model::loss_dict::LossDict;
@@ -87,7 +90,13 @@ pub fn fcos_loss<B: Backend>(
         let loss_bbox = if cfg.giou_loss {
             giou_loss(pred_boxes, target_boxes, Some(ctr_t.clone()), Some(denorm))
         } else {
-            iou_loss(pred_boxes, target_boxes, Some(ctr_t.clone()), Some(denorm), IouLossMode::Log)
+            iou_loss(
+                pred_boxes,
+                target_boxes,
+                Some(ctr_t.clone()),
+                Some(denorm),
+                IouLossMode::Log,
+            )
         };
         let loss_ctr = binary_cross_entropy_with_logits(pos_ctr, ctr_t, None, Some(avg));
         (loss_bbox, loss_ctr)
@@ -105,6 +114,9 @@ pub fn fcos_loss<B: Backend>(
     let mut out = LossDict::default();
     out.push("loss_cls", loss_cls.mul_scalar(cfg.loss_cls_weight));
     out.push("loss_bbox", loss_bbox.mul_scalar(cfg.loss_bbox_weight));
-    out.push("loss_centerness", loss_ctr.mul_scalar(cfg.loss_centerness_weight));
+    out.push(
+        "loss_centerness",
+        loss_ctr.mul_scalar(cfg.loss_centerness_weight),
+    );
     out
 }

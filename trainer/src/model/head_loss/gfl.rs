@@ -7,7 +7,10 @@ use crosskd_sdk::coders::bbox2distance_eps;
 use crosskd_sdk::{boxes, AnchorGenerator};
 
 use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
-use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor, zero_like_graph};
+use super::{
+    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor,
+    zero_like_graph,
+};
 use crate::coders::{distance2bbox, integral};
 use crate::data::ImageMeta;
 use crate::losses::distribution_focal::distribution_focal_loss;
@@ -39,7 +42,10 @@ pub fn gfl_loss<B: Backend>(
         c,
     );
     let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
-    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4 * (r + 1));
+    let reg = flatten_levels(
+        outputs.iter().map(|o| o.bbox_pred.clone()).collect(),
+        4 * (r + 1),
+    );
     let num_pos = targets.num_pos();
     let avg_cls = (num_pos as f32).max(1.0);
 
@@ -66,7 +72,8 @@ pub fn gfl_loss<B: Backend>(
             .zip(&targets.pos_strides)
             .map(|(g, s)| [g[0] / s, g[1] / s, g[2] / s, g[3] / s])
             .collect();
-        let pos_decoded = distance2bbox(rows_tensor(&centers, &device), integral(pos_reg.clone(), r));
+        let pos_decoded =
+            distance2bbox(rows_tensor(&centers, &device), integral(pos_reg.clone(), r));
         // QFL quality target: IoU of the detached decoded box with its GT.
         let decoded_host = to_vec(pos_decoded.clone().detach());
         for (k, &row) in targets.pos_rows.iter().enumerate() {
@@ -85,8 +92,16 @@ pub fn gfl_loss<B: Backend>(
             .collect();
         let weight_sum = weight.clone().sum().into_scalar().elem::<f32>();
         let avg = weight_sum.max(1.0);
-        let loss_bbox = giou_loss(pos_decoded, rows_tensor(&gts, &device), Some(weight.clone()), Some(1.0));
-        let weight4 = weight.reshape([num_pos, 1]).repeat_dim(1, 4).reshape([num_pos * 4]);
+        let loss_bbox = giou_loss(
+            pos_decoded,
+            rows_tensor(&gts, &device),
+            Some(weight.clone()),
+            Some(1.0),
+        );
+        let weight4 = weight
+            .reshape([num_pos, 1])
+            .repeat_dim(1, 4)
+            .reshape([num_pos * 4]);
         let loss_dfl = distribution_focal_loss(
             pos_reg.reshape([num_pos * 4, r + 1]),
             vec_tensor(corner_targets, &device),

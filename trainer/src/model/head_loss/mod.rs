@@ -61,7 +61,10 @@ pub fn vec_tensor<B: Backend>(v: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
 }
 
 /// `[n, K]` float tensor from rows.
-pub fn rows_tensor<B: Backend, const K: usize>(rows: &[[f32; K]], device: &B::Device) -> Tensor<B, 2> {
+pub fn rows_tensor<B: Backend, const K: usize>(
+    rows: &[[f32; K]],
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
     Tensor::from_data(TensorData::new(flat, [rows.len(), K]), device)
 }

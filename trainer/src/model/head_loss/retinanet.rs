@@ -5,7 +5,10 @@ use burn::prelude::*;
 use crosskd_sdk::{AnchorGenerator, DeltaXywhCoder};
 
 use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
-use super::{flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor, zero_like_graph};
+use super::{
+    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
+    zero_like_graph,
+};
 use crate::data::ImageMeta;
 use crate::losses::{l1_loss, sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
 use crate::model::heads::{LevelOutput, RetinaHeadConfig};
@@ -31,7 +34,11 @@ pub fn retinanet_loss<B: Backend>(
     let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
     let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
     // MMDet's SamplingResult.avg_factor is max(num_pos, 1) per image, summed.
-    let avg: f32 = targets.num_pos_per_image.iter().map(|&p| p.max(1) as f32).sum();
+    let avg: f32 = targets
+        .num_pos_per_image
+        .iter()
+        .map(|&p| p.max(1) as f32)
+        .sum();
     let num_pos = targets.num_pos();
     let loss_bbox = if num_pos > 0 {
         let coder = DeltaXywhCoder::default();

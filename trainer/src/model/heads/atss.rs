@@ -65,7 +65,15 @@ impl AtssHeadConfig {
         AtssHead {
             cls_convs: Tower::new(self.stacked_convs, cin, c, gn, device),
             reg_convs: Tower::new(self.stacked_convs, cin, c, gn, device),
-            atss_cls: conv2d([c, self.num_classes], 3, 1, 1, Some(prior_bias(0.01)), n, device),
+            atss_cls: conv2d(
+                [c, self.num_classes],
+                3,
+                1,
+                1,
+                Some(prior_bias(0.01)),
+                n,
+                device,
+            ),
             atss_reg: conv2d([c, 4], 3, 1, 1, Some(0.0), n, device),
             atss_centerness: conv2d([c, 1], 3, 1, 1, Some(0.0), n, device),
             scales: (0..num_levels).map(|_| Scale::new(1.0, device)).collect(),
@@ -95,7 +103,12 @@ impl<B: Backend> DenseHead<B> for AtssHead<B> {
         (&self.cls_convs, &self.reg_convs)
     }
 
-    fn predict_level(&self, cls_feat: Tensor<B, 4>, reg_feat: Tensor<B, 4>, level: usize) -> LevelOutput<B> {
+    fn predict_level(
+        &self,
+        cls_feat: Tensor<B, 4>,
+        reg_feat: Tensor<B, 4>,
+        level: usize,
+    ) -> LevelOutput<B> {
         LevelOutput {
             cls_score: self.atss_cls.forward(cls_feat),
             bbox_pred: self.scales[level].forward(self.atss_reg.forward(reg_feat.clone())),

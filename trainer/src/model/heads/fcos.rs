@@ -58,7 +58,13 @@ pub struct FcosHeadConfig {
 }
 
 fn regress_ranges() -> Vec<(f32, f32)> {
-    vec![(-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, 1e8)]
+    vec![
+        (-1.0, 64.0),
+        (64.0, 128.0),
+        (128.0, 256.0),
+        (256.0, 512.0),
+        (512.0, 1e8),
+    ]
 }
 fn radius() -> f32 {
     1.5
@@ -93,7 +99,15 @@ impl FcosHeadConfig {
         FcosHead {
             cls_convs: Tower::new(self.stacked_convs, cin, c, gn, device),
             reg_convs: Tower::new(self.stacked_convs, cin, c, gn, device),
-            conv_cls: conv2d([c, self.num_classes], 3, 1, 1, Some(prior_bias(0.01)), n, device),
+            conv_cls: conv2d(
+                [c, self.num_classes],
+                3,
+                1,
+                1,
+                Some(prior_bias(0.01)),
+                n,
+                device,
+            ),
             conv_reg: conv2d([c, 4], 3, 1, 1, Some(0.0), n, device),
             conv_centerness: conv2d([c, 1], 3, 1, 1, Some(0.0), n, device),
             scales: strides.iter().map(|_| Scale::new(1.0, device)).collect(),
@@ -135,7 +149,12 @@ impl<B: Backend> DenseHead<B> for FcosHead<B> {
     /// `bbox_pred` is always in pixels: `exp(s·x)`, or `relu(s·x)·stride` with
     /// `norm_on_bbox` (IoU-type losses are scale-invariant, so training in
     /// pixels matches MMDet's stride-normalised targets).
-    fn predict_level(&self, cls_feat: Tensor<B, 4>, reg_feat: Tensor<B, 4>, level: usize) -> LevelOutput<B> {
+    fn predict_level(
+        &self,
+        cls_feat: Tensor<B, 4>,
+        reg_feat: Tensor<B, 4>,
+        level: usize,
+    ) -> LevelOutput<B> {
         let centerness_feat = if self.centerness_on_reg {
             reg_feat.clone()
         } else {

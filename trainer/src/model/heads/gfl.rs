@@ -93,7 +93,15 @@ impl GflHeadConfig {
         GflHead {
             cls_convs: Tower::new(self.stacked_convs, cin, c, gn, device),
             reg_convs: Tower::new(self.stacked_convs, cin, c, gn, device),
-            gfl_cls: conv2d([c, self.num_classes], 3, 1, 1, Some(prior_bias(0.01)), n, device),
+            gfl_cls: conv2d(
+                [c, self.num_classes],
+                3,
+                1,
+                1,
+                Some(prior_bias(0.01)),
+                n,
+                device,
+            ),
             gfl_reg: conv2d([c, 4 * (self.reg_max + 1)], 3, 1, 1, Some(0.0), n, device),
             scales: (0..num_levels).map(|_| Scale::new(1.0, device)).collect(),
         }
@@ -120,7 +128,12 @@ impl<B: Backend> DenseHead<B> for GflHead<B> {
         (&self.cls_convs, &self.reg_convs)
     }
 
-    fn predict_level(&self, cls_feat: Tensor<B, 4>, reg_feat: Tensor<B, 4>, level: usize) -> LevelOutput<B> {
+    fn predict_level(
+        &self,
+        cls_feat: Tensor<B, 4>,
+        reg_feat: Tensor<B, 4>,
+        level: usize,
+    ) -> LevelOutput<B> {
         LevelOutput {
             cls_score: self.gfl_cls.forward(cls_feat),
             bbox_pred: self.scales[level].forward(self.gfl_reg.forward(reg_feat)),

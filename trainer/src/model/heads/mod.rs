@@ -47,8 +47,12 @@ pub trait DenseHead<B: Backend> {
     fn towers(&self) -> (&Tower<B>, &Tower<B>);
 
     /// Predictor convs (+ Scale, + exp for FCOS) on the final tower features of `level`.
-    fn predict_level(&self, cls_feat: Tensor<B, 4>, reg_feat: Tensor<B, 4>, level: usize)
-        -> LevelOutput<B>;
+    fn predict_level(
+        &self,
+        cls_feat: Tensor<B, 4>,
+        reg_feat: Tensor<B, 4>,
+        level: usize,
+    ) -> LevelOutput<B>;
 
     /// Number of convs per tower.
     fn stacked_convs(&self) -> usize {
@@ -62,12 +66,22 @@ pub trait DenseHead<B: Backend> {
     }
 
     /// Forward one level and keep every tower layer's pre-activation output.
-    fn forward_level_traced(&self, x: Tensor<B, 4>, level: usize) -> (LevelOutput<B>, TowerTrace<B>) {
+    fn forward_level_traced(
+        &self,
+        x: Tensor<B, 4>,
+        level: usize,
+    ) -> (LevelOutput<B>, TowerTrace<B>) {
         let (cls, reg) = self.towers();
         let (cls_feat, cls_trace) = cls.forward_traced(x.clone());
         let (reg_feat, reg_trace) = reg.forward_traced(x);
         let out = self.predict_level(cls_feat, reg_feat, level);
-        (out, TowerTrace { cls: cls_trace, reg: reg_trace })
+        (
+            out,
+            TowerTrace {
+                cls: cls_trace,
+                reg: reg_trace,
+            },
+        )
     }
 
     /// Run tower convs `k..` on given cls/reg inputs (what conv `k` normally
@@ -81,7 +95,11 @@ pub trait DenseHead<B: Backend> {
         level: usize,
     ) -> LevelOutput<B> {
         let (cls, reg) = self.towers();
-        self.predict_level(cls.forward_from(cls_in, k), reg.forward_from(reg_in, k), level)
+        self.predict_level(
+            cls.forward_from(cls_in, k),
+            reg.forward_from(reg_in, k),
+            level,
+        )
     }
 
     /// Forward every level.

@@ -55,7 +55,15 @@ impl RetinaHeadConfig {
         RetinaHead {
             cls_convs: Tower::new(self.stacked_convs, cin, c, None, device),
             reg_convs: Tower::new(self.stacked_convs, cin, c, None, device),
-            retina_cls: conv2d([c, a * self.num_classes], 3, 1, 1, Some(prior_bias(0.01)), n, device),
+            retina_cls: conv2d(
+                [c, a * self.num_classes],
+                3,
+                1,
+                1,
+                Some(prior_bias(0.01)),
+                n,
+                device,
+            ),
             retina_reg: conv2d([c, a * 4], 3, 1, 1, Some(0.0), n, device),
         }
     }
@@ -79,7 +87,12 @@ impl<B: Backend> DenseHead<B> for RetinaHead<B> {
         (&self.cls_convs, &self.reg_convs)
     }
 
-    fn predict_level(&self, cls_feat: Tensor<B, 4>, reg_feat: Tensor<B, 4>, _level: usize) -> LevelOutput<B> {
+    fn predict_level(
+        &self,
+        cls_feat: Tensor<B, 4>,
+        reg_feat: Tensor<B, 4>,
+        _level: usize,
+    ) -> LevelOutput<B> {
         LevelOutput {
             cls_score: self.retina_cls.forward(cls_feat),
             bbox_pred: self.retina_reg.forward(reg_feat),

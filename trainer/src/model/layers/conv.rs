@@ -49,7 +49,9 @@ pub fn conv2d<B: Backend>(
 ) -> Conv2d<B> {
     let mut conv = Conv2dConfig::new(channels, [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_padding(PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
         .with_bias(bias_value.is_some())
         .with_initializer(init.initializer())
         .init(device);

@@ -36,7 +36,11 @@ pub struct ConvModule<B: Backend> {
 impl ConvModuleConfig {
     /// Build the module on `device`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ConvModule<B> {
-        let bias = if self.gn_groups.is_some() { None } else { Some(0.0) };
+        let bias = if self.gn_groups.is_some() {
+            None
+        } else {
+            Some(0.0)
+        };
         ConvModule {
             conv: conv2d(
                 [self.in_channels, self.out_channels],

@@ -1,0 +1,5 @@
+//! Training machinery.
+
+pub mod step;
+
+pub use step::{train_step, StepError, StepOutput};
