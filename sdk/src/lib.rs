@@ -18,6 +18,7 @@ pub mod detection;
 pub mod metadata;
 pub mod nms;
 pub mod postprocess;
+pub mod preprocess;
 pub mod priors;
 
 pub use boxes::BBox;
