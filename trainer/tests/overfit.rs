@@ -100,7 +100,7 @@ fn overfit(kind: HeadKind, steps: usize) {
     let mut optim = AdamConfig::new().init();
     let mut last = f32::NAN;
     for step in 0..steps {
-        let (d, out) = train_step(det, &mut optim, &batch, 2e-3);
+        let (d, out) = train_step(det, &mut optim, &batch, 2e-3, None);
         det = d;
         let out = out.unwrap();
         last = out.total;

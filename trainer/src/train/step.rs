@@ -4,6 +4,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 
+use super::grad_clip::clip_grad_norm;
 use crate::data::Batch;
 use crate::model::detector::{Detector, InputError};
 
@@ -14,6 +15,8 @@ pub struct StepOutput {
     pub losses: Vec<(String, f32)>,
     /// Their sum.
     pub total: f32,
+    /// Global L2 norm of the gradients before clipping (when clipping is on).
+    pub grad_norm: Option<f64>,
 }
 
 /// A step that must not be applied.
@@ -32,7 +35,8 @@ pub enum StepError {
     },
 }
 
-/// Forward, GT loss, backward and one optimiser update with learning rate `lr`.
+/// Forward, GT loss, backward, optional global-norm clipping and one optimiser
+/// update with learning rate `lr`.
 ///
 /// A non-finite loss returns [`StepError::NonFinite`] together with the
 /// untouched detector, so the caller keeps its last good state.
@@ -41,6 +45,7 @@ pub fn train_step<B, O>(
     optimizer: &mut O,
     batch: &Batch<B>,
     lr: f64,
+    grad_clip: Option<f32>,
 ) -> (Detector<B>, Result<StepOutput, StepError>)
 where
     B: AutodiffBackend,
@@ -60,13 +65,15 @@ where
         return (detector, Err(err));
     }
     let total: f32 = values.iter().map(|(_, v)| v).sum();
-    let grads = GradientsParams::from_grads(losses.total().backward(), &detector);
+    let mut grads = GradientsParams::from_grads(losses.total().backward(), &detector);
+    let grad_norm = grad_clip.map(|max| clip_grad_norm(&detector, &mut grads, max));
     let detector = optimizer.step(lr, detector, grads);
     (
         detector,
         Ok(StepOutput {
             losses: values,
             total,
+            grad_norm,
         }),
     )
 }
