@@ -49,6 +49,16 @@ impl BatchAnchorTargets {
     pub fn num_pos(&self) -> usize {
         self.pos_rows.len()
     }
+
+    /// MMDet's `avg_factor` of the pseudo sampler: `SamplingResult.num_pos` is
+    /// `max(num_pos, 1)` per image, summed over the batch (so every image
+    /// without positives still counts 1). Used by GFL, ATSS and RetinaNet.
+    pub fn avg_factor(&self) -> f32 {
+        self.num_pos_per_image
+            .iter()
+            .map(|&p| p.max(1) as f32)
+            .sum()
+    }
 }
 
 /// Generate anchors for `shapes`, assign every image and gather targets.

@@ -52,7 +52,8 @@ pub fn atss_loss<B: Backend>(
         1,
     );
     let num_pos = targets.num_pos();
-    let avg = (num_pos as f32).max(1.0);
+    // Focal and centerness avg_factor: Σ_images max(num_pos_i, 1) (MMDet SamplingResult).
+    let avg = targets.avg_factor();
     let (loss_bbox, loss_ctr) = if num_pos > 0 {
         let pos = index_tensor::<B>(&targets.pos_rows, &device);
         let pos_reg = reg.select(0, pos.clone());

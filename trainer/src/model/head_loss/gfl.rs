@@ -47,7 +47,8 @@ pub fn gfl_loss<B: Backend>(
         4 * (r + 1),
     );
     let num_pos = targets.num_pos();
-    let avg_cls = (num_pos as f32).max(1.0);
+    // QFL avg_factor: Σ_images max(num_pos_i, 1) (MMDet SamplingResult), not max(Σ num_pos, 1).
+    let avg_cls = targets.avg_factor();
 
     let mut score = vec![0.0f32; targets.labels.len()];
     let (loss_bbox, loss_dfl) = if num_pos > 0 {

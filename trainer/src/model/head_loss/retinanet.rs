@@ -34,11 +34,7 @@ pub fn retinanet_loss<B: Backend>(
     let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
     let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
     // MMDet's SamplingResult.avg_factor is max(num_pos, 1) per image, summed.
-    let avg: f32 = targets
-        .num_pos_per_image
-        .iter()
-        .map(|&p| p.max(1) as f32)
-        .sum();
+    let avg = targets.avg_factor();
     let num_pos = targets.num_pos();
     let loss_bbox = if num_pos > 0 {
         let coder = DeltaXywhCoder::default();
