@@ -1,5 +1,6 @@
 //! Data: batches handed to detectors.
 
 pub mod batch;
+pub mod synth;
 
 pub use batch::{Batch, ImageMeta};
