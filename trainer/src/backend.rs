@@ -101,3 +101,47 @@ pub fn set_cpu_threads(threads: usize) {
             .build_global();
     }
 }
+
+/// Call a generic function `f::<B>(&device, args...)` with the autodiff
+/// backend named by a [`DeviceSpec`] (`flex`, `ndarray` or `cuda:N`).
+#[macro_export]
+macro_rules! with_autodiff_backend {
+    ($spec:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $spec {
+            $crate::backend::DeviceSpec::Flex => {
+                $f::<burn::backend::Autodiff<$crate::backend::Flex>>(&Default::default() $(, $arg)*)
+            }
+            $crate::backend::DeviceSpec::NdArray => {
+                $f::<burn::backend::Autodiff<$crate::backend::NdArray>>(&Default::default() $(, $arg)*)
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::DeviceSpec::Cuda(i) => $f::<burn::backend::Autodiff<$crate::backend::Cuda>>(
+                &burn::backend::cuda::CudaDevice::new(i)
+                $(, $arg)*
+            ),
+            #[cfg(not(feature = "cuda"))]
+            $crate::backend::DeviceSpec::Cuda(_) => {
+                unreachable!("DeviceSpec::check_available rejects CUDA without the `cuda` feature")
+            }
+        }
+    };
+}
+
+/// Like [`with_autodiff_backend!`] for inference-only backends.
+#[macro_export]
+macro_rules! with_backend {
+    ($spec:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $spec {
+            $crate::backend::DeviceSpec::Flex => $f::<$crate::backend::Flex>(&Default::default() $(, $arg)*),
+            $crate::backend::DeviceSpec::NdArray => $f::<$crate::backend::NdArray>(&Default::default() $(, $arg)*),
+            #[cfg(feature = "cuda")]
+            $crate::backend::DeviceSpec::Cuda(i) => {
+                $f::<$crate::backend::Cuda>(&burn::backend::cuda::CudaDevice::new(i) $(, $arg)*)
+            }
+            #[cfg(not(feature = "cuda"))]
+            $crate::backend::DeviceSpec::Cuda(_) => {
+                unreachable!("DeviceSpec::check_available rejects CUDA without the `cuda` feature")
+            }
+        }
+    };
+}

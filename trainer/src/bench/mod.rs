@@ -2,6 +2,7 @@
 //! repeated runs, reported beside what was measured so ratios can be taken
 //! against a baseline measured in the same run.
 
+pub mod loader;
 pub mod train_step;
 
 /// Median and 90th percentile of a set of durations in milliseconds.

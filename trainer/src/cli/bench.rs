@@ -11,6 +11,31 @@ use crate::bench::train_step::{run_train_step_bench, TrainStepBench, TrainStepRe
 pub enum BenchCommand {
     /// Forward and forward+backward time of one training step.
     TrainStep(TrainStepArgs),
+    /// Data loader throughput (decode + resize + flip + normalise) at several worker counts.
+    Loader(LoaderArgs),
+}
+
+/// `crosskd bench loader` arguments.
+#[derive(Debug, Args)]
+pub struct LoaderArgs {
+    /// COCO annotation file.
+    #[arg(long)]
+    pub ann: std::path::PathBuf,
+    /// Image folder.
+    #[arg(long)]
+    pub images: std::path::PathBuf,
+    /// Long edge of the training resize (short edge = 3/5 of it, as 1333×800).
+    #[arg(long, default_value_t = 640)]
+    pub size: usize,
+    /// Images to load per measurement.
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Comma-separated worker counts.
+    #[arg(long, default_value = "1,2")]
+    pub workers: String,
 }
 
 /// Detector family on the command line.
@@ -86,6 +111,23 @@ fn parse_depth(s: &str) -> anyhow::Result<usize> {
 /// Run a bench verb.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Loader(a) => {
+            let workers: Vec<usize> = a
+                .workers
+                .split(',')
+                .map(|w| w.trim().parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--workers {}: {e}", a.workers))?;
+            let scale = (a.size, a.size * 3 / 5);
+            let rows = crate::bench::loader::run_loader_bench(
+                &a.ann, &a.images, scale, a.batch, a.count, &workers,
+            )?;
+            println!("{:>8} {:>8} {:>10}", "workers", "images", "images/s");
+            for r in rows {
+                println!("{:>8} {:>8} {:>10.1}", r.workers, r.images, r.images_per_s);
+            }
+            Ok(())
+        }
         BenchCommand::TrainStep(a) => {
             let device: DeviceSpec = a.device.parse()?;
             device.check_available()?;

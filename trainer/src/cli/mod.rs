@@ -1,6 +1,9 @@
 //! The `crosskd` command line: one file per verb.
 
 pub mod bench;
+pub mod eval;
+pub mod synth;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +19,12 @@ pub struct Cli {
 /// Verbs of `crosskd`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate the synthetic COCO-format benchmark.
+    Synth(synth::SynthArgs),
+    /// Train a detector from a TOML config.
+    Train(train::TrainArgs),
+    /// Score COCO-format detections against a ground-truth file.
+    Eval(eval::EvalArgs),
     /// Benchmarks (`bench train-step ...`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -24,6 +33,9 @@ pub enum Command {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -121,7 +121,8 @@ impl DetectionDataset {
         }
         let mut cats: Vec<_> = gt.categories.iter().collect();
         cats.sort_by_key(|c| c.id);
-        let label_of: HashMap<u64, usize> = cats.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        let label_of: HashMap<u64, usize> =
+            cats.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
         let mut per_image: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, a) in gt.annotations.iter().enumerate() {
             per_image.entry(a.image_id).or_default().push(i);

@@ -66,7 +66,8 @@ pub struct DataLoader {
 
 /// Mix a seed with two counters (SplitMix64 finaliser) for per-sample RNGs.
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -74,7 +75,11 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
 
 impl DataLoader {
     /// A loader over `dataset` with `pipeline` transforms.
-    pub fn new(dataset: Arc<DetectionDataset>, pipeline: PipelineConfig, config: LoaderConfig) -> anyhow::Result<Self> {
+    pub fn new(
+        dataset: Arc<DetectionDataset>,
+        pipeline: PipelineConfig,
+        config: LoaderConfig,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(config.batch_size > 0, "batch size must be positive");
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.workers.max(1))
@@ -104,7 +109,9 @@ impl DataLoader {
         }
         let groups: Vec<Vec<usize>> = if self.config.aspect_grouping {
             let recs = &self.dataset.records;
-            let (wide, tall): (Vec<usize>, Vec<usize>) = order.iter().partition(|&&i| recs[i].width >= recs[i].height);
+            let (wide, tall): (Vec<usize>, Vec<usize>) = order
+                .iter()
+                .partition(|&&i| recs[i].width >= recs[i].height);
             vec![wide, tall]
         } else {
             vec![order]
@@ -131,7 +138,11 @@ impl DataLoader {
             indices
                 .par_iter()
                 .map(|&i| {
-                    let mut rng = rand::rngs::StdRng::seed_from_u64(mix(self.config.seed, epoch as u64, i as u64 + 1));
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(mix(
+                        self.config.seed,
+                        epoch as u64,
+                        i as u64 + 1,
+                    ));
                     load_sample(&self.dataset.records[i], &self.pipeline, &mut rng)
                         .map_err(|e| (self.dataset.records[i].path.clone(), e.to_string()))
                 })
@@ -152,7 +163,9 @@ impl DataLoader {
 
     /// All batches of `epoch`, loaded one after another.
     pub fn epoch(&self, epoch: usize) -> impl Iterator<Item = LoadedBatch> + '_ {
-        self.batch_indices(epoch).into_iter().map(move |b| self.load(epoch, &b))
+        self.batch_indices(epoch)
+            .into_iter()
+            .map(move |b| self.load(epoch, &b))
     }
 
     /// The pad divisor of the pipeline.

@@ -1,6 +1,10 @@
-//! Data: batches handed to detectors.
+//! Data: COCO annotations → dataset → per-image transforms → batches.
 
 pub mod batch;
+pub mod coco;
+pub mod dataset;
+pub mod loader;
+pub mod pipeline;
 pub mod synth;
 
 pub use batch::{Batch, ImageMeta};

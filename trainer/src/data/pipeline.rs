@@ -61,15 +61,22 @@ impl PipelineConfig {
     /// Check values; errors name the field.
     pub fn validate(&self, section: &str) -> Result<(), String> {
         if self.scales.is_empty() || self.scales.iter().any(|s| s.0 == 0 || s.1 == 0) {
-            return Err(format!("{section}.scales must hold at least one (long, short) pair of positive sizes"));
+            return Err(format!(
+                "{section}.scales must hold at least one (long, short) pair of positive sizes"
+            ));
         }
         if let Some((lo, hi)) = self.short_edge_range {
             if lo == 0 || lo > hi {
-                return Err(format!("{section}.short_edge_range = ({lo}, {hi}) must satisfy 0 < lo <= hi"));
+                return Err(format!(
+                    "{section}.short_edge_range = ({lo}, {hi}) must satisfy 0 < lo <= hi"
+                ));
             }
         }
         if !(0.0..=1.0).contains(&self.flip_prob) {
-            return Err(format!("{section}.flip_prob = {} must be in [0, 1]", self.flip_prob));
+            return Err(format!(
+                "{section}.flip_prob = {} must be in [0, 1]",
+                self.flip_prob
+            ));
         }
         if self.pad_divisor == 0 {
             return Err(format!("{section}.pad_divisor must be positive"));
@@ -82,7 +89,10 @@ impl PipelineConfig {
 
     fn draw_scale(&self, rng: &mut impl Rng) -> (usize, usize) {
         match self.short_edge_range {
-            Some((lo, hi)) => (self.scales[0].0.max(self.scales[0].1), rng.random_range(lo..=hi)),
+            Some((lo, hi)) => (
+                self.scales[0].0.max(self.scales[0].1),
+                rng.random_range(lo..=hi),
+            ),
             None if self.scales.len() == 1 => self.scales[0],
             None => self.scales[rng.random_range(0..self.scales.len())],
         }
@@ -188,7 +198,10 @@ pub fn transform(
     let meta = ImageMeta {
         image_id: record.id,
         img_shape: (h, w),
-        pad_shape: (pad_to_multiple(h, cfg.pad_divisor), pad_to_multiple(w, cfg.pad_divisor)),
+        pad_shape: (
+            pad_to_multiple(h, cfg.pad_divisor),
+            pad_to_multiple(w, cfg.pad_divisor),
+        ),
         scale_factor: (sx, sy),
         gt_boxes: gt,
         gt_labels: record.labels.clone(),
@@ -198,7 +211,11 @@ pub fn transform(
 }
 
 /// Decode and transform one record.
-pub fn load_sample(record: &ImageRecord, cfg: &PipelineConfig, rng: &mut impl Rng) -> Result<Sample, ImageError> {
+pub fn load_sample(
+    record: &ImageRecord,
+    cfg: &PipelineConfig,
+    rng: &mut impl Rng,
+) -> Result<Sample, ImageError> {
     let (rgb, h, w) = load_rgb(&record.path)?;
     Ok(transform(&rgb, h, w, record, cfg, rng))
 }
@@ -247,8 +264,12 @@ mod tests {
     }
 
     fn covers(b: &BBox, pts: &[(usize, usize)]) -> bool {
-        pts.iter()
-            .all(|&(x, y)| x as f32 + 0.5 > b[0] && x as f32 + 0.5 < b[2] && y as f32 + 0.5 > b[1] && y as f32 + 0.5 < b[3])
+        pts.iter().all(|&(x, y)| {
+            x as f32 + 0.5 > b[0]
+                && x as f32 + 0.5 < b[2]
+                && y as f32 + 0.5 > b[1]
+                && y as f32 + 0.5 < b[3]
+        })
     }
 
     #[test]
@@ -259,7 +280,14 @@ mod tests {
             ..PipelineConfig::test((8, 4))
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let s = transform(&image_with_rect(), 4, 8, &record(vec![[2.0, 1.0, 5.0, 3.0]]), &cfg, &mut rng);
+        let s = transform(
+            &image_with_rect(),
+            4,
+            8,
+            &record(vec![[2.0, 1.0, 5.0, 3.0]]),
+            &cfg,
+            &mut rng,
+        );
         // Mirrored by hand: x ∈ [8-5, 8-2) = [3, 6).
         assert_eq!(s.meta.gt_boxes[0], [3.0, 1.0, 6.0, 3.0]);
         let pts = bright(&s);
@@ -275,7 +303,14 @@ mod tests {
             ..PipelineConfig::test((16, 8))
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let s = transform(&image_with_rect(), 4, 8, &record(vec![[2.0, 1.0, 5.0, 3.0]]), &cfg, &mut rng);
+        let s = transform(
+            &image_with_rect(),
+            4,
+            8,
+            &record(vec![[2.0, 1.0, 5.0, 3.0]]),
+            &cfg,
+            &mut rng,
+        );
         assert_eq!((s.h, s.w), (8, 16));
         assert_eq!(s.meta.scale_factor, (2.0, 2.0));
         assert_eq!(s.meta.gt_boxes[0], [4.0, 2.0, 10.0, 6.0]);
@@ -295,7 +330,9 @@ mod tests {
         };
         let draws = |seed| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            (0..10).map(|_| cfg.draw_scale(&mut rng)).collect::<Vec<_>>()
+            (0..10)
+                .map(|_| cfg.draw_scale(&mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draws(3), draws(3));
         assert!(draws(3).iter().all(|s| cfg.scales.contains(s)));
@@ -315,7 +352,10 @@ mod tests {
     fn invalid_config_names_the_field() {
         let mut cfg = PipelineConfig::train((100, 50));
         cfg.flip_prob = 2.0;
-        assert!(cfg.validate("data.train_pipeline").unwrap_err().contains("data.train_pipeline.flip_prob"));
+        assert!(cfg
+            .validate("data.train_pipeline")
+            .unwrap_err()
+            .contains("data.train_pipeline.flip_prob"));
         cfg.flip_prob = 0.5;
         cfg.scales.clear();
         assert!(cfg.validate("x").unwrap_err().contains("x.scales"));
@@ -328,7 +368,10 @@ mod tests {
         let bad = dir.join("bad.jpg");
         std::fs::write(&bad, b"\xFF\xD8\xFFnot really a jpeg").unwrap();
         let err = load_rgb(&bad).unwrap_err().to_string();
-        assert!(err.contains("bad.jpg") && err.contains("cannot decode"), "{err}");
+        assert!(
+            err.contains("bad.jpg") && err.contains("cannot decode"),
+            "{err}"
+        );
         let err = load_rgb(&dir.join("missing.png")).unwrap_err().to_string();
         assert!(err.contains("missing.png"), "{err}");
         std::fs::remove_dir_all(&dir).ok();

@@ -85,6 +85,21 @@ pub fn record_bytes<B: Backend, R: Record<B>>(record: R) -> Vec<u8> {
         .expect("in-memory records always serialise")
 }
 
+/// Initialise every lazily initialised parameter of `module` in place.
+///
+/// burn creates parameters lazily, and a clone of a never-used module
+/// initialises its own copy independently: without this, a record taken from a
+/// clone would not hold the weights the original computes with.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    struct Touch;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
 /// Write `header`, the model and (optionally) optimiser bytes atomically to `path`.
 pub fn save<B: Backend>(
     path: &Path,
@@ -93,6 +108,7 @@ pub fn save<B: Backend>(
     optimizer: Option<Vec<u8>>,
 ) -> Result<(), CheckpointError> {
     let head = serde_json::to_vec(header).expect("header serialises");
+    materialize(model);
     let model = record_bytes::<B, _>(model.clone().into_record());
     let optim = optimizer.unwrap_or_default();
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -1,7 +1,11 @@
-//! Training machinery.
+//! Training machinery: schedule, optimiser step, gradient clipping, checkpoints.
 
+pub mod checkpoint;
+pub mod grad_clip;
 pub mod metrics;
 pub mod plots;
+pub mod runner;
+pub mod schedule;
 pub mod step;
 
 pub use step::{train_step, StepError, StepOutput};

@@ -292,7 +292,9 @@ mod tests {
         let mut s = ScheduleConfig::epochs(12, 0.01);
         s.warmup.kind = WarmupKind::Constant;
         s.warmup.ratio = 1.0 / 3.0;
-        assert!((s.lr_at(499, 10, 0.01) - 0.01 / 3.0).abs() < 1e-12);
+        // 1000 iterations per epoch: iteration 499 is in epoch 0, before any milestone.
+        assert!((s.lr_at(499, 1000, 0.01) - 0.01 / 3.0).abs() < 1e-12);
+        assert!((s.lr_at(500, 1000, 0.01) - 0.01).abs() < 1e-12);
         s.epochs = None;
         s.iters = Some(1000);
         s.warmup.kind = WarmupKind::None;
