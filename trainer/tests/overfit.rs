@@ -8,7 +8,9 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use crosskd_sdk::{HeadKind, TestConfig};
 use crosskd_trainer::backend::FlexAutodiff;
-use crosskd_trainer::data::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoDetection, CocoImage};
+use crosskd_trainer::data::coco::{
+    CocoAnnotation, CocoCategory, CocoDataset, CocoDetection, CocoImage,
+};
 use crosskd_trainer::data::{Batch, ImageMeta};
 use crosskd_trainer::eval::coco::evaluate;
 use crosskd_trainer::model::detector::DetectorConfig;
@@ -98,7 +100,12 @@ fn tiny(kind: HeadKind) -> DetectorConfig {
 /// COCO ground truth of the scene, for the evaluator.
 fn scene_gt(metas: &[ImageMeta]) -> CocoDataset {
     let mut ds = CocoDataset {
-        categories: (0..3).map(|i| CocoCategory { id: i + 1, name: format!("c{i}") }).collect(),
+        categories: (0..3)
+            .map(|i| CocoCategory {
+                id: i + 1,
+                name: format!("c{i}"),
+            })
+            .collect(),
         ..Default::default()
     };
     for m in metas {
@@ -109,7 +116,12 @@ fn scene_gt(metas: &[ImageMeta]) -> CocoDataset {
             height: SIZE as u32,
         });
         for (b, &l) in m.gt_boxes.iter().zip(&m.gt_labels) {
-            let bbox = [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64];
+            let bbox = [
+                b[0] as f64,
+                b[1] as f64,
+                (b[2] - b[0]) as f64,
+                (b[3] - b[1]) as f64,
+            ];
             ds.annotations.push(CocoAnnotation {
                 id: ds.annotations.len() as u64 + 1,
                 image_id: m.image_id,
@@ -159,7 +171,10 @@ fn overfit(kind: HeadKind, steps: usize) {
         }
     }
     let stats = evaluate(&scene_gt(&eval_batch.metas), &results);
-    eprintln!("{kind:?}: last loss {last}, AP {:.3} AP50 {:.3}", stats.stats[0], stats.stats[1]);
+    eprintln!(
+        "{kind:?}: last loss {last}, AP {:.3} AP50 {:.3}",
+        stats.stats[0], stats.stats[1]
+    );
     assert!(
         stats.stats[1] >= 0.9,
         "{kind:?}: AP50 {} < 0.9 after {steps} steps\n{stats}",
