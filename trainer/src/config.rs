@@ -179,7 +179,6 @@ impl TrainConfig {
     /// Test-time settings: configured or the head's defaults.
     pub fn test_cfg(&self) -> TestConfig {
         self.test_cfg
-            .clone()
             .unwrap_or_else(|| TestConfig::for_kind(self.model.kind()))
     }
 }

@@ -187,7 +187,7 @@ impl ScheduleConfig {
             ));
         }
         if let Some(c) = self.grad_clip {
-            if !(c > 0.0) {
+            if c.is_nan() || c <= 0.0 {
                 return Err(format!("schedule.grad_clip = {c} must be positive"));
             }
         }
