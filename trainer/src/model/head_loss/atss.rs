@@ -7,8 +7,8 @@ use crosskd_sdk::AnchorGenerator;
 
 use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
 use super::{
-    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
-    zero_like_graph,
+    flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
+    zero_like_graph, FlatOutputs,
 };
 use crate::coders::delta_xywh::{self, ATSS_STDS, ZERO_MEANS};
 use crate::data::ImageMeta;
@@ -42,22 +42,15 @@ pub fn atss_loss<B: Backend>(
         &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
         c,
     );
-    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
-    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
-    let ctr = flatten_levels(
-        outputs
-            .iter()
-            .map(|o| o.centerness.clone().expect("ATSS head predicts centerness"))
-            .collect(),
-        1,
-    );
+    let FlatOutputs { cls, reg, ctr } = flatten_outputs(outputs, c, 4);
+    let ctr = ctr.expect("ATSS head predicts centerness");
     let num_pos = targets.num_pos();
     // Focal and centerness avg_factor: Σ_images max(num_pos_i, 1) (MMDet SamplingResult).
     let avg = targets.avg_factor();
     let (loss_bbox, loss_ctr) = if num_pos > 0 {
         let pos = index_tensor::<B>(&targets.pos_rows, &device);
         let pos_reg = reg.select(0, pos.clone());
-        let pos_ctr = ctr.select(0, pos).reshape([num_pos]);
+        let pos_ctr = ctr.select(0, pos);
         let ctr_t: Vec<f32> = targets
             .pos_anchors
             .iter()

@@ -6,8 +6,8 @@ use crosskd_sdk::grid_points;
 use rayon::prelude::*;
 
 use super::{
-    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
-    zero_like_graph,
+    flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
+    zero_like_graph, FlatOutputs,
 };
 use crate::coders::distance2bbox;
 use crate::data::ImageMeta;
@@ -66,21 +66,14 @@ pub fn fcos_loss<B: Backend>(
             pos_ltrb.push(tg.bbox_targets[i]);
         }
     }
-    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
-    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
-    let ctr = flatten_levels(
-        outputs
-            .iter()
-            .map(|o| o.centerness.clone().expect("FCOS head predicts centerness"))
-            .collect(),
-        1,
-    );
+    let FlatOutputs { cls, reg, ctr } = flatten_outputs(outputs, c, 4);
+    let ctr = ctr.expect("FCOS head predicts centerness");
     let num_pos = pos_rows.len();
     let avg = (num_pos as f32).max(1.0);
     let (loss_bbox, loss_ctr) = if num_pos > 0 {
         let pos = index_tensor::<B>(&pos_rows, &device);
         let pos_reg = reg.select(0, pos.clone());
-        let pos_ctr = ctr.select(0, pos).reshape([num_pos]);
+        let pos_ctr = ctr.select(0, pos);
         let ctr_t: Vec<f32> = pos_ltrb.iter().map(centerness_target).collect();
         let denorm = ctr_t.iter().sum::<f32>().max(CENTERNESS_DENORM_MIN);
         let pts = rows_tensor(&pos_points, &device);

@@ -8,8 +8,8 @@ use crosskd_sdk::{boxes, AnchorGenerator};
 
 use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
 use super::{
-    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor,
-    zero_like_graph,
+    flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor,
+    zero_like_graph, FlatOutputs,
 };
 use crate::coders::{distance2bbox, integral};
 use crate::data::ImageMeta;
@@ -41,11 +41,7 @@ pub fn gfl_loss<B: Backend>(
         &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
         c,
     );
-    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
-    let reg = flatten_levels(
-        outputs.iter().map(|o| o.bbox_pred.clone()).collect(),
-        4 * (r + 1),
-    );
+    let FlatOutputs { cls, reg, .. } = flatten_outputs(outputs, c, 4 * (r + 1));
     let num_pos = targets.num_pos();
     // QFL avg_factor: Σ_images max(num_pos_i, 1) (MMDet SamplingResult), not max(Σ num_pos, 1).
     let avg_cls = targets.avg_factor();

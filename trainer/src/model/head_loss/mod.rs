@@ -43,6 +43,39 @@ pub fn flatten_levels<B: Backend>(tensors: Vec<Tensor<B, 4>>, c: usize) -> Tenso
     all.reshape([n * rows, c])
 }
 
+/// All levels' outputs flattened to rows (see [`flatten_levels`]).
+pub struct FlatOutputs<B: Backend> {
+    /// Class logits `[M, C]`.
+    pub cls: Tensor<B, 2>,
+    /// Box predictions `[M, box_channels]`.
+    pub reg: Tensor<B, 2>,
+    /// Centerness logits `[M]` (FCOS, ATSS).
+    pub ctr: Option<Tensor<B, 1>>,
+}
+
+/// Flatten every level's `cls_score`, `bbox_pred` and (when present) `centerness`.
+pub fn flatten_outputs<B: Backend>(
+    outputs: &[LevelOutput<B>],
+    num_classes: usize,
+    box_channels: usize,
+) -> FlatOutputs<B> {
+    let cls = flatten_levels(
+        outputs.iter().map(|o| o.cls_score.clone()).collect(),
+        num_classes,
+    );
+    let reg = flatten_levels(
+        outputs.iter().map(|o| o.bbox_pred.clone()).collect(),
+        box_channels,
+    );
+    let ctr: Option<Vec<Tensor<B, 4>>> = outputs.iter().map(|o| o.centerness.clone()).collect();
+    let ctr = ctr.map(|c| {
+        let flat = flatten_levels(c, 1);
+        let m = flat.dims()[0];
+        flat.reshape([m])
+    });
+    FlatOutputs { cls, reg, ctr }
+}
+
 /// `[n]` Int tensor of indices.
 pub fn index_tensor<B: Backend>(idx: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
     let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();

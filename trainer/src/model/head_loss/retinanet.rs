@@ -6,8 +6,8 @@ use crosskd_sdk::{AnchorGenerator, DeltaXywhCoder};
 
 use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
 use super::{
-    flatten_levels, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
-    zero_like_graph,
+    flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
+    zero_like_graph, FlatOutputs,
 };
 use crate::data::ImageMeta;
 use crate::losses::{l1_loss, sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
@@ -31,8 +31,7 @@ pub fn retinanet_loss<B: Backend>(
         &AnchorAssigner::MaxIou(MaxIouAssigner::default()),
         c,
     );
-    let cls = flatten_levels(outputs.iter().map(|o| o.cls_score.clone()).collect(), c);
-    let reg = flatten_levels(outputs.iter().map(|o| o.bbox_pred.clone()).collect(), 4);
+    let FlatOutputs { cls, reg, .. } = flatten_outputs(outputs, c, 4);
     // MMDet's SamplingResult.avg_factor is max(num_pos, 1) per image, summed.
     let avg = targets.avg_factor();
     let num_pos = targets.num_pos();
