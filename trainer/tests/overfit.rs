@@ -15,7 +15,9 @@ use crosskd_trainer::data::{Batch, ImageMeta};
 use crosskd_trainer::eval::coco::evaluate;
 use crosskd_trainer::model::detector::DetectorConfig;
 use crosskd_trainer::model::head::HeadConfig;
+use crosskd_trainer::train::checkpoint::materialize;
 use crosskd_trainer::train::train_step;
+use std::sync::Mutex;
 
 const SIZE: usize = 128;
 
@@ -137,10 +139,18 @@ fn scene_gt(metas: &[ImageMeta]) -> CocoDataset {
 
 fn overfit(kind: HeadKind, steps: usize) {
     let device = Default::default();
-    // Fixed initialisation, so the bound on steps is reproducible.
-    <FlexAutodiff as Backend>::seed(&device, 7);
     let batch = scene::<FlexAutodiff>(&device);
-    let mut det = tiny(kind).init::<FlexAutodiff>(&device).unwrap();
+    // burn's RNG is process-wide and tests run on parallel threads: seed and
+    // initialise every (lazy) parameter under a lock so each test starts from
+    // the same weights whatever the others do.
+    let mut det = {
+        static INIT: Mutex<()> = Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        <FlexAutodiff as Backend>::seed(&device, 7);
+        let det = tiny(kind).init::<FlexAutodiff>(&device).unwrap();
+        materialize(&det);
+        det
+    };
     let mut optim = AdamConfig::new().init();
     let mut last = f32::NAN;
     for step in 0..steps {
