@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod predict;
 pub mod synth;
 pub mod train;
 
@@ -25,6 +26,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Score COCO-format detections against a ground-truth file.
     Eval(eval::EvalArgs),
+    /// Run a checkpoint over images and write COCO results JSON.
+    Predict(predict::PredictArgs),
     /// Benchmarks (`bench train-step ...`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
