@@ -53,6 +53,9 @@ pub struct TrainConfig {
     /// Initial weights.
     #[serde(default)]
     pub init: InitConfig,
+    /// Distillation (`crosskd distill`): teacher and KD settings.
+    #[serde(default)]
+    pub distill: Option<crate::distill::DistillConfig>,
 }
 
 /// `[init]`: pretrained weights.

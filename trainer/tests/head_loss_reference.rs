@@ -29,7 +29,10 @@ use burn::prelude::*;
 use burn::tensor::{Device, TensorData};
 use crosskd_trainer::data::ImageMeta;
 use crosskd_trainer::model::head_loss::{
-    atss::atss_loss, fcos::fcos_loss, gfl::gfl_loss, retinanet::retinanet_loss,
+    atss::{atss_loss, atss_targets},
+    fcos::{fcos_loss, fcos_targets_batch},
+    gfl::{gfl_loss, gfl_targets},
+    retinanet::{retinanet_loss, retinanet_targets},
 };
 use crosskd_trainer::model::heads::{
     AtssHeadConfig, FcosHeadConfig, GflHeadConfig, LevelOutput, RetinaHeadConfig,
@@ -204,11 +207,28 @@ fn run(det: &str, case: &str) {
         "gfl" => {
             let mut cfg = GflHeadConfig::new(c);
             cfg.reg_max = fx["reg_max"].as_u64().expect("reg_max") as usize;
-            gfl_loss(&cfg, &strides, &outs, &metas)
+            gfl_loss(&cfg, &outs, &gfl_targets(&cfg, &strides, &outs, &metas))
         }
-        "retinanet" => retinanet_loss(&RetinaHeadConfig::new(c), &strides, &outs, &metas),
-        "atss" => atss_loss(&AtssHeadConfig::new(c), &strides, &outs, &metas),
-        "fcos" => fcos_loss(&FcosHeadConfig::new(c), &strides, &outs, &metas),
+        "retinanet" => {
+            let cfg = RetinaHeadConfig::new(c);
+            retinanet_loss(
+                &cfg,
+                &outs,
+                &retinanet_targets(&cfg, &strides, &outs, &metas),
+            )
+        }
+        "atss" => {
+            let cfg = AtssHeadConfig::new(c);
+            atss_loss(&cfg, &outs, &atss_targets(&cfg, &strides, &outs, &metas))
+        }
+        "fcos" => {
+            let cfg = FcosHeadConfig::new(c);
+            fcos_loss(
+                &cfg,
+                &outs,
+                &fcos_targets_batch(&cfg, &strides, &outs, &metas),
+            )
+        }
         other => panic!("unknown detector {other}"),
     };
     check(&name, &fx, &losses);

@@ -16,7 +16,7 @@ use crosskd_trainer::eval::coco::evaluate;
 use crosskd_trainer::model::detector::DetectorConfig;
 use crosskd_trainer::model::head::HeadConfig;
 use crosskd_trainer::train::checkpoint::materialize;
-use crosskd_trainer::train::train_step;
+use crosskd_trainer::train::{train_step, GtObjective};
 use std::sync::Mutex;
 
 const SIZE: usize = 128;
@@ -154,7 +154,7 @@ fn overfit(kind: HeadKind, steps: usize) {
     let mut optim = AdamConfig::new().init();
     let mut last = f32::NAN;
     for step in 0..steps {
-        let (d, out) = train_step(det, &mut optim, &batch, 2e-3, None);
+        let (d, out) = train_step(det, &mut optim, &GtObjective, &batch, 2e-3, None);
         det = d;
         let out = out.unwrap();
         last = out.total;

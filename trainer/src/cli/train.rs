@@ -31,6 +31,18 @@ pub struct TrainArgs {
     /// No progress bars (logs only).
     #[arg(long)]
     pub quiet: bool,
+    /// Override `data.seed` (data order, augmentation and weight initialisation).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl TrainArgs {
+    /// Apply the command-line overrides to a parsed config.
+    pub fn apply_overrides(&self, cfg: &mut TrainConfig) {
+        if let Some(seed) = self.seed {
+            cfg.data.seed = seed;
+        }
+    }
 }
 
 fn run_on<B: AutodiffBackend>(
@@ -46,7 +58,8 @@ fn run_on<B: AutodiffBackend>(
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let cfg = TrainConfig::from_toml(&text, &args.config)?;
+    let mut cfg = TrainConfig::from_toml(&text, &args.config)?;
+    args.apply_overrides(&mut cfg);
     let device: DeviceSpec = args.device.parse()?;
     device.check_available()?;
     crate::backend::set_cpu_threads(args.threads);

@@ -14,21 +14,18 @@ pub const STD_EPS: f32 = 1e-6;
 /// square root, which changes the std only when it is below 1e-12 (invisible next to the
 /// 1e-6 eps) and gives a zero instead of a NaN gradient for constant channels.
 ///
-/// # Panics
-/// If `N·H·W < 2` (the unbiased std is undefined).
+/// With a single element per channel (`N·H·W = 1`, e.g. a 1×1 P7 with batch 1) the
+/// unbiased std is undefined (torch gives NaN, which would poison the whole loss); the
+/// std is then 0, so the standardised feature is 0 instead.
 pub fn channel_mean_std<B: Backend>(feat: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let [n, c, h, w] = feat.dims();
-    assert!(
-        n * h * w >= 2,
-        "unbiased std needs N·H·W ≥ 2, got {n}·{h}·{w}"
-    );
     let flat = feat.swap_dims(0, 1).reshape([c, n * h * w]);
     let mean = flat.clone().mean_dim(1);
     let var = flat
         .sub(mean.clone())
         .square()
         .sum_dim(1)
-        .div_scalar((n * h * w - 1) as f32);
+        .div_scalar((n * h * w).saturating_sub(1).max(1) as f32);
     let std = var.clamp_min(1e-24).sqrt();
     (mean.reshape([1, c, 1, 1]), std.reshape([1, c, 1, 1]))
 }

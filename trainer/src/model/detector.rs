@@ -9,7 +9,11 @@ use crosskd_sdk::{DecodeError, DecodeSpec, Detection, HeadKind, TestConfig};
 use serde::{Deserialize, Serialize};
 
 use super::head_loss::{
-    atss::atss_loss, fcos::fcos_loss, gfl::gfl_loss, retinanet::retinanet_loss, to_vec,
+    atss::{atss_loss, atss_targets},
+    fcos::{fcos_loss, fcos_targets_batch},
+    gfl::{gfl_loss, gfl_targets},
+    retinanet::{retinanet_loss, retinanet_targets},
+    to_vec, HeadTargets,
 };
 use super::loss_dict::LossDict;
 use crate::data::{Batch, ImageMeta};
@@ -368,18 +372,46 @@ impl<B: Backend> Detector<B> {
         Ok(self.loss_from_outputs(&outputs, &batch.metas))
     }
 
-    /// GT losses from already computed head outputs (the distiller reuses them).
+    /// GT losses from already computed head outputs.
     pub fn loss_from_outputs(
         &self,
         outputs: &[LevelOutput<B>],
         metas: &[ImageMeta],
     ) -> LossDict<B> {
+        let targets = self.targets(outputs, metas);
+        self.loss_from_targets(outputs, &targets)
+    }
+
+    /// The head's GT assignment for `outputs` (priors from their level shapes).
+    pub fn targets(&self, outputs: &[LevelOutput<B>], metas: &[ImageMeta]) -> HeadTargets {
         let strides = self.config.strides();
         match &self.config.head {
-            HeadConfig::Gfl(c) => gfl_loss(c, &strides, outputs, metas),
-            HeadConfig::Retinanet(c) => retinanet_loss(c, &strides, outputs, metas),
-            HeadConfig::Fcos(c) => fcos_loss(c, &strides, outputs, metas),
-            HeadConfig::Atss(c) => atss_loss(c, &strides, outputs, metas),
+            HeadConfig::Gfl(c) => HeadTargets::Anchors(gfl_targets(c, &strides, outputs, metas)),
+            HeadConfig::Retinanet(c) => {
+                HeadTargets::Anchors(retinanet_targets(c, &strides, outputs, metas))
+            }
+            HeadConfig::Fcos(c) => {
+                HeadTargets::Points(fcos_targets_batch(c, &strides, outputs, metas))
+            }
+            HeadConfig::Atss(c) => HeadTargets::Anchors(atss_targets(c, &strides, outputs, metas)),
+        }
+    }
+
+    /// GT losses from head outputs and their [`targets`](Self::targets).
+    ///
+    /// # Panics
+    /// If `targets` were computed for a different head family.
+    pub fn loss_from_targets(
+        &self,
+        outputs: &[LevelOutput<B>],
+        targets: &HeadTargets,
+    ) -> LossDict<B> {
+        match (&self.config.head, targets) {
+            (HeadConfig::Gfl(c), HeadTargets::Anchors(t)) => gfl_loss(c, outputs, t),
+            (HeadConfig::Retinanet(c), HeadTargets::Anchors(t)) => retinanet_loss(c, outputs, t),
+            (HeadConfig::Fcos(c), HeadTargets::Points(t)) => fcos_loss(c, outputs, t),
+            (HeadConfig::Atss(c), HeadTargets::Anchors(t)) => atss_loss(c, outputs, t),
+            _ => panic!("targets of another head family"),
         }
     }
 

@@ -3,7 +3,9 @@
 //! progress, class names), the model record and optionally the optimiser state.
 //!
 //! Layout: `b"CROSSKD\x01"`, then three `(u64 little-endian length, bytes)`
-//! sections: header JSON, model record, optimiser record (may be empty).
+//! sections: header JSON, model record, optimiser record (may be empty), and
+//! optionally a fourth: the record of training-only modules (distillation
+//! adapters), which inference never reads.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -107,6 +109,18 @@ pub fn save<B: Backend>(
     model: &Detector<B>,
     optimizer: Option<Vec<u8>>,
 ) -> Result<(), CheckpointError> {
+    save_with_extra(path, header, model, optimizer, None)
+}
+
+/// [`save`] plus the record bytes of training-only modules (e.g. distillation
+/// adapters) in a fourth section.
+pub fn save_with_extra<B: Backend>(
+    path: &Path,
+    header: &CheckpointHeader,
+    model: &Detector<B>,
+    optimizer: Option<Vec<u8>>,
+    extra: Option<Vec<u8>>,
+) -> Result<(), CheckpointError> {
     let head = serde_json::to_vec(header).expect("header serialises");
     materialize(model);
     let model = record_bytes::<B, _>(model.clone().into_record());
@@ -117,7 +131,12 @@ pub fn save<B: Backend>(
     {
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(MAGIC).map_err(io(&tmp))?;
-        for part in [&head, &model, &optim] {
+        let extra = extra.unwrap_or_default();
+        let mut parts = vec![&head, &model, &optim];
+        if !extra.is_empty() {
+            parts.push(&extra);
+        }
+        for part in parts {
             f.write_all(&(part.len() as u64).to_le_bytes())
                 .map_err(io(&tmp))?;
             f.write_all(part).map_err(io(&tmp))?;
@@ -136,6 +155,8 @@ pub struct CheckpointFile {
     pub model: Vec<u8>,
     /// Optimiser record bytes (empty when not saved).
     pub optimizer: Vec<u8>,
+    /// Record bytes of training-only modules (empty when there are none).
+    pub extra: Vec<u8>,
 }
 
 /// Read and check a checkpoint file.
@@ -167,6 +188,19 @@ pub fn read(path: &Path) -> Result<CheckpointFile, CheckpointError> {
         f.read_exact(&mut buf).map_err(io(path))?;
         parts.push(buf);
     }
+    let mut extra = Vec::new();
+    if consumed < len {
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n)
+            .map_err(|_| fmt("truncated before the extra section"))?;
+        let n = u64::from_le_bytes(n);
+        consumed += 8 + n;
+        if consumed > len {
+            return Err(fmt("truncated extra section"));
+        }
+        extra = vec![0u8; n as usize];
+        f.read_exact(&mut extra).map_err(io(path))?;
+    }
     let optimizer = parts.pop().unwrap_or_default();
     let model = parts.pop().unwrap_or_default();
     let header: CheckpointHeader =
@@ -175,6 +209,7 @@ pub fn read(path: &Path) -> Result<CheckpointFile, CheckpointError> {
         header,
         model,
         optimizer,
+        extra,
     })
 }
 
@@ -251,6 +286,11 @@ mod tests {
         let after = back.forward(x)[0].cls_score.clone();
         assert_eq!(before.into_data(), after.into_data());
         assert_eq!(read(&path).unwrap().optimizer, vec![1, 2, 3]);
+        assert!(read(&path).unwrap().extra.is_empty());
+        save_with_extra(&path, &header, &det, None, Some(vec![9, 8])).unwrap();
+        let file = read(&path).unwrap();
+        assert!(file.optimizer.is_empty());
+        assert_eq!(file.extra, vec![9, 8]);
         assert!(!path.with_extension("ckpt.tmp").exists());
         mark_latest(&dir, &path).unwrap();
         assert_eq!(latest(&dir), Some(path.clone()));

@@ -3,9 +3,11 @@
 pub mod checkpoint;
 pub mod grad_clip;
 pub mod metrics;
+pub mod objective;
 pub mod plots;
 pub mod runner;
 pub mod schedule;
 pub mod step;
 
+pub use objective::{GtObjective, Objective};
 pub use step::{train_step, StepError, StepOutput};

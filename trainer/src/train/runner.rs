@@ -12,21 +12,24 @@ use burn::module::AutodiffModule;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{Optimizer, SgdConfig};
+use burn::prelude::Backend;
 use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint::{self, CheckpointHeader};
 use super::metrics::MetricsWriter;
+use super::objective::{GtObjective, Objective};
 use super::step::{train_step, StepError};
 use crate::config::TrainConfig;
 use crate::data::coco::{load_gt, CocoDataset};
 use crate::data::dataset::DetectionDataset;
 use crate::data::loader::{collate, DataLoader, LoaderConfig};
+use crate::distill::Distiller;
 use crate::eval::coco::CocoStats;
 use crate::eval::inference::evaluate_detector;
 use crate::model::backbone::weights::{load_resnet_weights, LoadOptions};
-use crate::model::detector::Detector;
+use crate::model::detector::{Detector, DetectorConfig};
 
 /// How a run is started.
 #[derive(Debug, Clone, Default)]
@@ -124,23 +127,88 @@ pub fn sgd(cfg: &TrainConfig) -> SgdConfig {
         .with_weight_decay(Some(WeightDecayConfig::new(cfg.schedule.weight_decay)))
 }
 
-/// Train `cfg` on backend `B` into `work_dir`.
+/// Build `cfg`'s detector and load its `[init]` backbone weights.
+pub fn init_detector<B: Backend>(
+    cfg: &TrainConfig,
+    device: &B::Device,
+) -> anyhow::Result<Detector<B>> {
+    // Weight initialisation follows the data seed, so runs are reproducible.
+    B::seed(device, cfg.data.seed);
+    let mut det: Detector<B> = cfg.model.init(device)?;
+    checkpoint::materialize(&det);
+    if let Some(w) = &cfg.init.backbone {
+        let (backbone, report) = load_resnet_weights(det.backbone, w, &LoadOptions::default())?;
+        eprintln!("backbone weights: {report}");
+        det.backbone = backbone;
+    }
+    Ok(det)
+}
+
+/// Train `cfg`'s detector on its GT losses (`crosskd train`) into `work_dir`.
 pub fn train<B: AutodiffBackend>(
     cfg: &TrainConfig,
     work_dir: &Path,
     device: &B::Device,
     opts: &RunOptions,
 ) -> anyhow::Result<TrainSummary> {
+    if cfg.distill.is_some() {
+        bail!("the config has a [distill] section: run it with `crosskd distill`");
+    }
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
+    let det = init_detector::<B>(cfg, device)?;
+    train_objective(cfg, work_dir, device, opts, &GtObjective, det)
+}
+
+/// Distil into `cfg`'s detector (`crosskd distill`): loads the frozen teacher
+/// named in `[distill]`, checks the pairing before anything is trained, and
+/// trains the student (plus adapters) on GT + KD losses.
+pub fn distill<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    device: &B::Device,
+    opts: &RunOptions,
+) -> anyhow::Result<TrainSummary> {
+    let dcfg = cfg
+        .distill
+        .as_ref()
+        .context("the config has no [distill] section: add one (mode, teacher_checkpoint) or use `crosskd train`")?;
+    let teacher = match (&dcfg.teacher_checkpoint, dcfg.mode.needs_teacher()) {
+        (Some(path), true) => {
+            let (t, header) = checkpoint::load_detector::<B>(path, device)
+                .with_context(|| "loading distill.teacher_checkpoint".to_string())?;
+            eprintln!(
+                "teacher: {} (iteration {}, best AP {})",
+                path.display(),
+                header.iter,
+                header
+                    .best_ap
+                    .map(|a| format!("{a:.4}"))
+                    .unwrap_or_else(|| "n/a".into())
+            );
+            Some(t)
+        }
+        _ => None,
+    };
+    let distiller = Distiller::new(teacher, &cfg.model, dcfg)?;
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    let student = distiller.student(init_detector::<B>(cfg, device)?, device);
+    train_objective(cfg, work_dir, device, opts, &distiller, student)
+}
+
+/// The training loop shared by [`train`] and [`distill`].
+pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    device: &B::Device,
+    opts: &RunOptions,
+    objective: &J,
+    model: J::Model,
+) -> anyhow::Result<TrainSummary> {
     let data = load_data(cfg)?;
-    let mut det: Detector<B> = cfg.model.init(device)?;
-    if let Some(w) = &cfg.init.backbone {
-        let (backbone, report) = load_resnet_weights(det.backbone, w, &LoadOptions::default())?;
-        eprintln!("backbone weights: {report}");
-        det.backbone = backbone;
-    }
-    let mut optim = sgd(cfg).init::<B, Detector<B>>();
+    let mut det = model;
+    let mut optim = sgd(cfg).init::<B, J::Model>();
     let iters_per_epoch = data.train.num_batches();
     let total = cfg.schedule.total_iters(iters_per_epoch);
     let base_lr = cfg.schedule.scaled_base_lr(cfg.data.batch_size);
@@ -155,7 +223,9 @@ pub fn train<B: AutodiffBackend>(
             );
             let rec =
                 burn::record::BinBytesRecorder::<burn::record::FullPrecisionSettings>::default();
-            det = burn::module::Module::load_record(det, rec.load(file.model, device)?);
+            det = objective
+                .load(det, &file, device)
+                .with_context(|| format!("resuming from {}", path.display()))?;
             if !file.optimizer.is_empty() {
                 optim = optim.load_record(rec.load(file.optimizer, device)?);
             }
@@ -164,7 +234,7 @@ pub fn train<B: AutodiffBackend>(
             eprintln!("resumed from {} at iteration {iter}", path.display());
         }
     }
-    let components = loss_names(&det);
+    let components = objective.loss_names(&det);
     let mut metrics =
         MetricsWriter::open(work_dir, &components, opts.resume.then_some(iter as u64))?;
     let flag = interrupt_flag();
@@ -179,12 +249,18 @@ pub fn train<B: AutodiffBackend>(
         train_config: Some(opts.config_text.clone()),
     };
     let save = |name: String,
-                det: &Detector<B>,
+                model: &J::Model,
                 optim_bytes: Vec<u8>,
                 h: CheckpointHeader|
      -> anyhow::Result<PathBuf> {
         let path = work_dir.join(name);
-        checkpoint::save(&path, &h, det, Some(optim_bytes))?;
+        checkpoint::save_with_extra(
+            &path,
+            &h,
+            objective.detector(model),
+            Some(optim_bytes),
+            objective.extra_bytes(model),
+        )?;
         checkpoint::mark_latest(work_dir, &path)?;
         Ok(path)
     };
@@ -227,7 +303,14 @@ pub fn train<B: AutodiffBackend>(
             let lr = cfg.schedule.lr_at(iter, iters_per_epoch, base_lr);
             if !loaded.samples.is_empty() {
                 let batch = collate::<B>(loaded.samples, data.train.pad_divisor(), device);
-                let (d, out) = train_step(det, &mut optim, &batch, lr, cfg.schedule.grad_clip);
+                let (d, out) = train_step(
+                    det,
+                    &mut optim,
+                    objective,
+                    &batch,
+                    lr,
+                    cfg.schedule.grad_clip,
+                );
                 det = d;
                 match out {
                     Ok(out) => {
@@ -264,7 +347,7 @@ pub fn train<B: AutodiffBackend>(
             let mut new_best = false;
             if due(cfg.schedule.eval_interval) {
                 let stats = evaluate_detector(
-                    &det.valid(),
+                    &objective.detector(&det).valid(),
                     &data.val,
                     &data.val_gt,
                     &test_cfg,
@@ -292,7 +375,12 @@ pub fn train<B: AutodiffBackend>(
                 };
                 let h = header(done_epochs, iter, best_ap);
                 if new_best {
-                    checkpoint::save(&work_dir.join("best.ckpt"), &h, &det, None)?;
+                    checkpoint::save(
+                        &work_dir.join("best.ckpt"),
+                        &h,
+                        objective.detector(&det),
+                        None,
+                    )?;
                 }
                 if due(cfg.schedule.checkpoint_interval) {
                     summary.last_checkpoint = Some(save(name, &det, bytes, h)?);
@@ -319,10 +407,10 @@ pub fn train<B: AutodiffBackend>(
     Ok(summary)
 }
 
-/// The loss component names of a detector (for the metrics header).
-pub fn loss_names<B: burn::prelude::Backend>(det: &Detector<B>) -> Vec<String> {
+/// The GT loss component names of a detector (for the metrics header).
+pub fn gt_loss_names(model: &DetectorConfig) -> Vec<String> {
     use crate::model::head::HeadConfig;
-    let names: &[&str] = match &det.config.head {
+    let names: &[&str] = match &model.head {
         HeadConfig::Gfl(_) => &["loss_cls", "loss_bbox", "loss_dfl"],
         HeadConfig::Retinanet(_) => &["loss_cls", "loss_bbox"],
         HeadConfig::Fcos(_) | HeadConfig::Atss(_) => &["loss_cls", "loss_bbox", "loss_centerness"],

@@ -1,12 +1,12 @@
-//! One optimisation step of a detector on a batch.
+//! One optimisation step of a training objective on a batch.
 
-use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::grad_clip::clip_grad_norm;
+use super::objective::Objective;
 use crate::data::Batch;
-use crate::model::detector::{Detector, InputError};
+use crate::model::detector::InputError;
 
 /// Loss values of a finished step.
 #[derive(Debug, Clone)]
@@ -35,24 +35,25 @@ pub enum StepError {
     },
 }
 
-/// Forward, GT loss, backward, optional global-norm clipping and one optimiser
-/// update with learning rate `lr`.
+/// Forward, the objective's loss, backward, optional global-norm clipping and
+/// one optimiser update with learning rate `lr`.
 ///
 /// A non-finite loss returns [`StepError::NonFinite`] together with the
-/// untouched detector, so the caller keeps its last good state.
-pub fn train_step<B, O>(
-    detector: Detector<B>,
+/// untouched model, so the caller keeps its last good state.
+pub fn train_step<B, O, J>(
+    detector: J::Model,
     optimizer: &mut O,
+    objective: &J,
     batch: &Batch<B>,
     lr: f64,
     grad_clip: Option<f32>,
-) -> (Detector<B>, Result<StepOutput, StepError>)
+) -> (J::Model, Result<StepOutput, StepError>)
 where
     B: AutodiffBackend,
-    O: Optimizer<Detector<B>, B>,
-    Detector<B>: AutodiffModule<B>,
+    J: Objective<B>,
+    O: Optimizer<J::Model, B>,
 {
-    let losses = match detector.loss(batch) {
+    let losses = match objective.loss(&detector, batch) {
         Ok(l) => l,
         Err(e) => return (detector, Err(e.into())),
     };

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use crosskd_sdk::boxes::{self, BBox};
 use crosskd_sdk::AnchorGenerator;
 
-use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
+use super::anchor_batch::{anchor_batch_targets, AnchorAssigner, BatchAnchorTargets};
 use super::{
     flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
     zero_like_graph, FlatOutputs,
@@ -26,22 +26,30 @@ pub fn anchor_centerness(anchor: &BBox, gt: &BBox) -> f32 {
     centerness_target(&[cx - gt[0], cy - gt[1], gt[2] - cx, gt[3] - cy])
 }
 
-/// ATSS GT losses for one batch.
-pub fn atss_loss<B: Backend>(
+/// ATSS targets: one square anchor per location, ATSS assignment.
+pub fn atss_targets<B: Backend>(
     cfg: &AtssHeadConfig,
     strides: &[f32],
     outputs: &[LevelOutput<B>],
     metas: &[ImageMeta],
-) -> LossDict<B> {
-    let c = cfg.num_classes;
-    let device = outputs[0].cls_score.device();
-    let targets = anchor_batch_targets(
+) -> BatchAnchorTargets {
+    anchor_batch_targets(
         &AnchorGenerator::gfl_atss(strides),
         &level_shapes(outputs),
         metas,
         &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
-        c,
-    );
+        cfg.num_classes,
+    )
+}
+
+/// ATSS GT losses for one batch, from the batch's [`atss_targets`].
+pub fn atss_loss<B: Backend>(
+    cfg: &AtssHeadConfig,
+    outputs: &[LevelOutput<B>],
+    targets: &BatchAnchorTargets,
+) -> LossDict<B> {
+    let c = cfg.num_classes;
+    let device = outputs[0].cls_score.device();
     let FlatOutputs { cls, reg, ctr } = flatten_outputs(outputs, c, 4);
     let ctr = ctr.expect("ATSS head predicts centerness");
     let num_pos = targets.num_pos();
@@ -81,7 +89,7 @@ pub fn atss_loss<B: Backend>(
     let loss_cls = sigmoid_focal_loss(
         cls,
         label_tensor(&targets.labels, &device),
-        Some(vec_tensor(targets.label_weights, &device)),
+        Some(vec_tensor(targets.label_weights.clone(), &device)),
         Some(avg),
         FOCAL_ALPHA,
         FOCAL_GAMMA,

@@ -6,7 +6,7 @@ use burn::tensor::activation::sigmoid;
 use crosskd_sdk::coders::bbox2distance_eps;
 use crosskd_sdk::{boxes, AnchorGenerator};
 
-use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
+use super::anchor_batch::{anchor_batch_targets, AnchorAssigner, BatchAnchorTargets};
 use super::{
     flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor,
     zero_like_graph, FlatOutputs,
@@ -23,24 +23,31 @@ use crate::targets::atss::AtssAssigner;
 /// Distance targets are clamped to `reg_max - 0.1` (MMDet `bbox2distance` eps).
 const DFL_EPS: f32 = 0.1;
 
-/// GFL GT losses for one batch.
-pub fn gfl_loss<B: Backend>(
+/// GFL targets: one square anchor per location, ATSS assignment.
+pub fn gfl_targets<B: Backend>(
     cfg: &GflHeadConfig,
     strides: &[f32],
     outputs: &[LevelOutput<B>],
     metas: &[ImageMeta],
+) -> BatchAnchorTargets {
+    anchor_batch_targets(
+        &AnchorGenerator::gfl_atss(strides),
+        &level_shapes(outputs),
+        metas,
+        &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
+        cfg.num_classes,
+    )
+}
+
+/// GFL GT losses for one batch, from the batch's [`gfl_targets`].
+pub fn gfl_loss<B: Backend>(
+    cfg: &GflHeadConfig,
+    outputs: &[LevelOutput<B>],
+    targets: &BatchAnchorTargets,
 ) -> LossDict<B> {
     let c = cfg.num_classes;
     let r = cfg.reg_max;
-    let shapes = level_shapes(outputs);
     let device = outputs[0].cls_score.device();
-    let targets = anchor_batch_targets(
-        &AnchorGenerator::gfl_atss(strides),
-        &shapes,
-        metas,
-        &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
-        c,
-    );
     let FlatOutputs { cls, reg, .. } = flatten_outputs(outputs, c, 4 * (r + 1));
     let num_pos = targets.num_pos();
     // QFL avg_factor: Σ_images max(num_pos_i, 1) (MMDet SamplingResult), not max(Σ num_pos, 1).
@@ -113,7 +120,7 @@ pub fn gfl_loss<B: Backend>(
         cls,
         label_tensor(&targets.labels, &device),
         vec_tensor(score, &device),
-        Some(vec_tensor(targets.label_weights, &device)),
+        Some(vec_tensor(targets.label_weights.clone(), &device)),
         Some(avg_cls),
         QFL_BETA,
     );

@@ -16,6 +16,18 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::heads::LevelOutput;
+pub use anchor_batch::BatchAnchorTargets;
+pub use fcos::PointBatchTargets;
+
+/// A batch's GT assignment. The GT losses use it, and a distiller reuses the
+/// student's assignment for its KD masks and normalisers (spec §3).
+#[derive(Debug, Clone)]
+pub enum HeadTargets {
+    /// Anchor heads (GFL, RetinaNet, ATSS).
+    Anchors(BatchAnchorTargets),
+    /// Point heads (FCOS).
+    Points(PointBatchTargets),
+}
 
 /// `(h, w)` of every level's output.
 pub fn level_shapes<B: Backend>(outputs: &[LevelOutput<B>]) -> Vec<(usize, usize)> {

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use crosskd_sdk::{AnchorGenerator, DeltaXywhCoder};
 
-use super::anchor_batch::{anchor_batch_targets, AnchorAssigner};
+use super::anchor_batch::{anchor_batch_targets, AnchorAssigner, BatchAnchorTargets};
 use super::{
     flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
     zero_like_graph, FlatOutputs,
@@ -15,22 +15,30 @@ use crate::model::heads::{LevelOutput, RetinaHeadConfig};
 use crate::model::loss_dict::LossDict;
 use crate::targets::max_iou::MaxIouAssigner;
 
-/// RetinaNet GT losses for one batch.
-pub fn retinanet_loss<B: Backend>(
+/// RetinaNet targets: 9 anchors per location, max-IoU assignment (with ignores).
+pub fn retinanet_targets<B: Backend>(
     cfg: &RetinaHeadConfig,
     strides: &[f32],
     outputs: &[LevelOutput<B>],
     metas: &[ImageMeta],
-) -> LossDict<B> {
-    let c = cfg.num_classes;
-    let device = outputs[0].cls_score.device();
-    let targets = anchor_batch_targets(
+) -> BatchAnchorTargets {
+    anchor_batch_targets(
         &AnchorGenerator::retinanet(strides),
         &level_shapes(outputs),
         metas,
         &AnchorAssigner::MaxIou(MaxIouAssigner::default()),
-        c,
-    );
+        cfg.num_classes,
+    )
+}
+
+/// RetinaNet GT losses for one batch, from the batch's [`retinanet_targets`].
+pub fn retinanet_loss<B: Backend>(
+    cfg: &RetinaHeadConfig,
+    outputs: &[LevelOutput<B>],
+    targets: &BatchAnchorTargets,
+) -> LossDict<B> {
+    let c = cfg.num_classes;
+    let device = outputs[0].cls_score.device();
     let FlatOutputs { cls, reg, .. } = flatten_outputs(outputs, c, 4);
     // MMDet's SamplingResult.avg_factor is max(num_pos, 1) per image, summed.
     let avg = targets.avg_factor();
@@ -51,7 +59,7 @@ pub fn retinanet_loss<B: Backend>(
     let loss_cls = sigmoid_focal_loss(
         cls,
         label_tensor(&targets.labels, &device),
-        Some(vec_tensor(targets.label_weights, &device)),
+        Some(vec_tensor(targets.label_weights.clone(), &device)),
         Some(avg),
         FOCAL_ALPHA,
         FOCAL_GAMMA,
