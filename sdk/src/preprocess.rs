@@ -76,7 +76,7 @@ pub fn rescale_size(h: usize, w: usize, scale: (usize, usize)) -> (usize, usize,
 
 /// Source index pairs and weights of a bilinear resampling along one axis
 /// (half-pixel centres, edge clamped, no anti-aliasing — OpenCV's `INTER_LINEAR`).
-fn axis_taps(src: usize, dst: usize) -> Vec<(usize, usize, f32)> {
+pub(crate) fn axis_taps(src: usize, dst: usize) -> Vec<(usize, usize, f32)> {
     let scale = src as f64 / dst as f64;
     (0..dst)
         .map(|d| {

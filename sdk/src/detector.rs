@@ -1,0 +1,260 @@
+//! [`Detector`]: an exported crosskd model ready to run on frames.
+//!
+//! A frame goes letterbox → tract → [`ModelMeta::postprocess`] (the same decoder
+//! the trainer's `predict` and `eval` call), so the board's detections agree
+//! with the trainer's by construction.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::DynamicImage;
+use tract_onnx::prelude::{TValue, Tensor};
+
+use crate::config::{DeviceConfig, Precision};
+use crate::decode::LevelOutput;
+use crate::detection::Detection;
+use crate::error::{chain, Result, SdkError};
+use crate::letterbox::{Fit, Letterbox};
+use crate::metadata::ModelMeta;
+use crate::model::OnnxModel;
+use crate::postprocess::{postprocess, TestConfig};
+use crate::preprocess::Normalization;
+use crate::rgb::as_rgb8;
+
+/// Largest accepted image side, in pixels: beyond it the RGB copy alone would
+/// take gigabytes on a board; downscale first.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// Wall time of one frame's stages.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    /// Colour conversion + letterbox + normalisation.
+    pub pre: Duration,
+    /// tract plan.
+    pub infer: Duration,
+    /// Decoding, NMS, mapping back to the frame.
+    pub post: Duration,
+}
+
+impl StageTimes {
+    /// `pre + infer + post`.
+    pub fn total(&self) -> Duration {
+        self.pre + self.infer + self.post
+    }
+}
+
+/// An exported model, loaded and optimised for one board's settings.
+///
+/// Buffers (the RGB scratch, the network input, tract's state) are reused from
+/// frame to frame, so `detect` takes `&mut self`: use one `Detector` per thread.
+///
+/// ```no_run
+/// use crosskd_sdk::{DeviceConfig, Detector};
+/// let cfg = DeviceConfig::from_file("firmware-configs/x86-64-dev.toml")?;
+/// let mut det = Detector::from_file("model.onnx", &cfg)?;
+/// let img = image::open("street.jpg").expect("readable image");
+/// for d in det.detect(&img)? {
+///     println!("{} {:.2} {:?}", d.label.as_deref().unwrap_or("?"), d.score, d.bbox);
+/// }
+/// # Ok::<(), crosskd_sdk::SdkError>(())
+/// ```
+#[derive(Debug)]
+pub struct Detector {
+    model: OnnxModel,
+    test_cfg: TestConfig,
+    letterbox: Letterbox,
+    /// The network input; handed to tract by reference count and written in
+    /// place again once tract has released it.
+    input: Arc<Tensor>,
+    rgb: Vec<u8>,
+}
+
+impl Detector {
+    /// Loads `path` for the board described by `cfg` (threads, input size,
+    /// precision check, `[detect]` threshold overrides).
+    pub fn from_file(path: impl AsRef<Path>, cfg: &DeviceConfig) -> Result<Self> {
+        let model = OnnxModel::load(path, cfg)?;
+        let meta = model.meta();
+        let (w, h) = (meta.input_size.0 as usize, meta.input_size.1 as usize);
+        let norm = Normalization {
+            mean: meta.mean,
+            std: meta.std,
+            to_rgb: meta.to_rgb,
+        };
+        let input =
+            Tensor::zero::<f32>(&[1, 3, h, w]).map_err(|e| SdkError::Inference(chain(&e)))?;
+        Ok(Self {
+            test_cfg: cfg.test_cfg(meta.test_cfg),
+            letterbox: Letterbox::new((w, h), norm),
+            input: Arc::new(input),
+            rgb: Vec::new(),
+            model,
+        })
+    }
+
+    /// The model's metadata (classes, decode spec, normalisation); its
+    /// `input_size` is the size the plan runs at.
+    pub fn meta(&self) -> &ModelMeta {
+        self.model.meta()
+    }
+
+    /// The effective test settings (model defaults with the config's overrides).
+    pub fn test_cfg(&self) -> &TestConfig {
+        &self.test_cfg
+    }
+
+    /// Changes the thresholds at run time (e.g. a UI slider).
+    pub fn set_test_cfg(&mut self, cfg: TestConfig) {
+        self.test_cfg = cfg;
+    }
+
+    /// The model's declared precision (`crosskd.precision`), if any.
+    pub fn precision(&self) -> Option<Precision> {
+        self.model.precision()
+    }
+
+    /// Detections on one image, in its pixel coordinates, best first.
+    pub fn detect(&mut self, img: &DynamicImage) -> Result<Vec<Detection>> {
+        self.detect_timed(img).map(|(d, _)| d)
+    }
+
+    /// [`detect`](Self::detect) on each image in turn.
+    pub fn detect_batch(&mut self, imgs: &[DynamicImage]) -> Result<Vec<Vec<Detection>>> {
+        // The exported graph has batch 1 (fixed shapes optimise best in tract):
+        // a batch is a loop that reuses every buffer.
+        imgs.iter().map(|img| self.detect(img)).collect()
+    }
+
+    /// [`detect`](Self::detect) with the wall time of each stage.
+    pub fn detect_timed(&mut self, img: &DynamicImage) -> Result<(Vec<Detection>, StageTimes)> {
+        let (w, h) = (img.width(), img.height());
+        check_size(w, h)?;
+        let t0 = Instant::now();
+        let mut rgb = std::mem::take(&mut self.rgb);
+        let fit = {
+            let pixels = as_rgb8(img, &mut rgb);
+            self.preprocess(pixels, h as usize, w as usize)?
+        };
+        self.rgb = rgb;
+        let t1 = Instant::now();
+        let outputs = self.model.run(TValue::from_const(self.input.clone()))?;
+        let t2 = Instant::now();
+        let dets = self.postprocess(&outputs, fit)?;
+        let t3 = Instant::now();
+        Ok((
+            dets,
+            StageTimes {
+                pre: t1 - t0,
+                infer: t2 - t1,
+                post: t3 - t2,
+            },
+        ))
+    }
+
+    /// Detections on a packed RGB frame (`h × w × 3` bytes), e.g. straight from
+    /// a camera buffer.
+    pub fn detect_rgb(&mut self, rgb: &[u8], h: usize, w: usize) -> Result<Vec<Detection>> {
+        check_size(
+            w.min(u32::MAX as usize) as u32,
+            h.min(u32::MAX as usize) as u32,
+        )?;
+        if rgb.len() != h * w * 3 {
+            return Err(SdkError::Image(format!(
+                "an RGB frame of {w}×{h} needs {} bytes, got {}",
+                h * w * 3,
+                rgb.len()
+            )));
+        }
+        let fit = self.preprocess(rgb, h, w)?;
+        let outputs = self.model.run(TValue::from_const(self.input.clone()))?;
+        self.postprocess(&outputs, fit)
+    }
+
+    /// Letterboxes into the input tensor, in place when tract has released it.
+    fn preprocess(&mut self, rgb: &[u8], h: usize, w: usize) -> Result<Fit> {
+        if Arc::get_mut(&mut self.input).is_none() {
+            // Still shared (an op kept a reference): fall back to a fresh tensor.
+            let shape = self.input.shape().to_vec();
+            let fresh = Tensor::zero::<f32>(&shape).map_err(|e| SdkError::Inference(chain(&e)))?;
+            self.input = Arc::new(fresh);
+        }
+        let tensor = Arc::get_mut(&mut self.input).expect("unique after the check above");
+        let mut view = tensor
+            .try_as_plain_ram_mut()
+            .map_err(|e| SdkError::Inference(chain(&e)))?;
+        let buf = view
+            .as_slice_mut::<f32>()
+            .map_err(|e| SdkError::Inference(chain(&e)))?;
+        Ok(self.letterbox.run(rgb, h, w, buf))
+    }
+
+    fn postprocess(&self, outputs: &[TValue], fit: Fit) -> Result<Vec<Detection>> {
+        let per_level = self.model.outputs_per_level();
+        let mut levels = Vec::with_capacity(outputs.len() / per_level);
+        for chunk in outputs.chunks(per_level) {
+            let shape = chunk[0].shape();
+            levels.push(LevelOutput {
+                cls_score: slice(&chunk[0])?,
+                bbox_pred: slice(&chunk[1])?,
+                centerness: chunk.get(2).map(slice).transpose()?,
+                height: shape[2],
+                width: shape[3],
+            });
+        }
+        let meta = self.model.meta();
+        let (h, w) = fit.img_shape;
+        let dets = postprocess(
+            &meta.decode,
+            &self.test_cfg,
+            &levels,
+            (h as f32, w as f32),
+            fit.scale_factor,
+        )?;
+        Ok(dets
+            .into_iter()
+            .map(|d| d.with_label(&meta.class_names))
+            .collect())
+    }
+
+    /// Converts an image the way [`detect`](Self::detect) does and returns the
+    /// exact network input (CHW) and where the image landed; for debugging
+    /// and parity checks.
+    pub fn network_input(&mut self, img: &DynamicImage) -> Result<(Vec<f32>, Fit)> {
+        check_size(img.width(), img.height())?;
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let mut rgb = std::mem::take(&mut self.rgb);
+        let fit = self.preprocess(as_rgb8(img, &mut rgb), h, w);
+        self.rgb = rgb;
+        let fit = fit?;
+        let data = self
+            .input
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+            .map_err(|e| SdkError::Inference(chain(&e)))?;
+        Ok((data, fit))
+    }
+}
+
+/// An output tensor's data.
+fn slice(t: &TValue) -> Result<&[f32]> {
+    t.try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>())
+        .map_err(|e| SdkError::Inference(chain(&e)))
+}
+
+/// Rejects empty and oversized images before any work.
+fn check_size(w: u32, h: u32) -> Result<()> {
+    if w == 0 || h == 0 {
+        return Err(SdkError::Image(format!(
+            "the image is {w}×{h} pixels; nothing to detect in an empty image"
+        )));
+    }
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(SdkError::Image(format!(
+            "the image is {w}×{h} pixels; the largest accepted side is \
+             {MAX_IMAGE_SIDE}: downscale it first"
+        )));
+    }
+    Ok(())
+}
