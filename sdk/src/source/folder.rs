@@ -94,6 +94,11 @@ impl FrameSource for FolderSource {
     }
 
     fn describe(&self) -> String {
-        format!("{} ({} images)", self.dir.display(), self.files.len())
+        format!(
+            "{} ({} images, {} other files skipped)",
+            self.dir.display(),
+            self.files.len(),
+            self.skipped
+        )
     }
 }
