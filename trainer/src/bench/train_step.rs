@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::median_p90;
 use crate::data::{Batch, ImageMeta};
+use crate::distill::{DistillConfig, DistillMode, Distiller};
 use crate::model::detector::DetectorConfig;
 
 /// What to benchmark.
@@ -34,6 +35,10 @@ pub struct TrainStepBench {
     pub iters: usize,
     /// Seed of the random inputs and boxes.
     pub seed: u64,
+    /// Distillation modes to time against the student-only step (`none` is that step).
+    pub modes: Vec<DistillMode>,
+    /// Teacher ResNet depth for the distillation modes (full width).
+    pub teacher_depth: usize,
 }
 
 /// Timings in milliseconds (median, p90).
@@ -55,6 +60,8 @@ pub struct TrainStepReport {
     pub forward_backward_ms: (f64, f64),
     /// Forward + detector GT loss (targets on the CPU) + backward.
     pub train_step_ms: (f64, f64),
+    /// Per distillation mode: `(mode, (median, p90) ms, median / train_step median)`.
+    pub distill_ms: Vec<(String, (f64, f64), f64)>,
 }
 
 fn random_batch<B: Backend>(b: &TrainStepBench, device: &B::Device) -> Batch<B> {
@@ -144,6 +151,29 @@ pub fn run_train_step_bench<B: AutodiffBackend>(
             step.push(t);
         }
     }
+    let train_step_ms = median_p90(&mut step);
+    let mut distill_ms = Vec::new();
+    for &mode in b.modes.iter().filter(|m| **m != DistillMode::None) {
+        let mut tcfg = DetectorConfig::preset(b.kind, b.teacher_depth, b.num_classes);
+        tcfg.neck.relu_before_extra_convs = cfg.neck.relu_before_extra_convs;
+        let teacher = tcfg.init::<B>(device)?;
+        let distiller = Distiller::new(Some(teacher), &cfg, &DistillConfig::new(mode, None))?;
+        let model = distiller.student(det.clone(), device);
+        let mut times = Vec::new();
+        for i in 0..b.warmup + b.iters {
+            let t = time_ms(|| {
+                let losses = distiller.loss(&model, &batch).expect("checked batch");
+                let grads = losses.total().backward();
+                drop(grads);
+                let _ = B::sync(device);
+            });
+            if i >= b.warmup {
+                times.push(t);
+            }
+        }
+        let m = median_p90(&mut times);
+        distill_ms.push((mode.name().to_string(), m, m.0 / train_step_ms.0));
+    }
     Ok(TrainStepReport {
         backend: B::name(device),
         detector: b.kind.name().to_string(),
@@ -152,6 +182,7 @@ pub fn run_train_step_bench<B: AutodiffBackend>(
         batch: b.batch,
         forward_ms: median_p90(&mut fwd),
         forward_backward_ms: median_p90(&mut fb),
-        train_step_ms: median_p90(&mut step),
+        train_step_ms,
+        distill_ms,
     })
 }

@@ -5,6 +5,7 @@ use crosskd_sdk::HeadKind;
 
 use crate::backend::{DeviceSpec, FlexAutodiff};
 use crate::bench::train_step::{run_train_step_bench, TrainStepBench, TrainStepReport};
+use crate::distill::DistillMode;
 
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
@@ -98,6 +99,13 @@ pub struct TrainStepArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Distillation modes to time against the student-only step, comma-separated
+    /// (none, crosskd, crosskd+pkd, pkd, pred-mimic).
+    #[arg(long, default_value = "none")]
+    pub mode: String,
+    /// Teacher backbone for the distillation modes.
+    #[arg(long, default_value = "r50")]
+    pub teacher: String,
 }
 
 fn parse_depth(s: &str) -> anyhow::Result<usize> {
@@ -142,6 +150,19 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 warmup: a.warmup,
                 iters: a.iters.max(1),
                 seed: 0,
+                modes: a
+                    .mode
+                    .split(',')
+                    .map(|m| {
+                        DistillMode::parse(m.trim()).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--mode {m}: expected one of {}",
+                                DistillMode::ALL.map(|m| m.name()).join(", ")
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                teacher_depth: parse_depth(&a.teacher)?,
             };
             let report = match device {
                 DeviceSpec::Flex => {
@@ -182,6 +203,10 @@ fn print_report(r: &TrainStepReport, json: bool) -> anyhow::Result<()> {
         ("train step (detector loss)", r.train_step_ms),
     ] {
         println!("  {name:<34} {m:>10.1} {p:>10.1}");
+    }
+    for (mode, (m, p), ratio) in &r.distill_ms {
+        let name = format!("distill step ({mode})");
+        println!("  {name:<34} {m:>10.1} {p:>10.1}   {ratio:.2}x the student step");
     }
     Ok(())
 }

@@ -161,11 +161,13 @@ impl<B: Backend> Distiller<B> {
     }
 
     /// Wrap a freshly built `student` with the adapters this pairing needs.
+    ///
+    /// The adapters are initialised here (burn creates parameters lazily), so a
+    /// seeded run draws the same weights whatever runs first afterwards.
     pub fn student(&self, detector: Detector<B>, device: &B::Device) -> DistillStudent<B> {
-        DistillStudent {
-            detector,
-            adapters: Adapters::new(self.widths, device),
-        }
+        let adapters = Adapters::new(self.widths, device);
+        crate::train::checkpoint::materialize(&adapters);
+        DistillStudent { detector, adapters }
     }
 
     /// Names of the loss components, in the order [`loss`](Self::loss) returns them.
