@@ -258,3 +258,29 @@ fn check_size(w: u32, h: u32) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::SyntheticDetector;
+    use crate::HeadKind;
+
+    #[test]
+    fn the_input_tensor_is_written_in_place_frame_after_frame() {
+        let path = std::env::temp_dir().join(format!("crosskd-reuse-{}.onnx", std::process::id()));
+        SyntheticDetector::new(HeadKind::Gfl, 2, (64, 64), &[32])
+            .write(&path)
+            .unwrap();
+        let mut det = Detector::from_file(&path, &DeviceConfig::default()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let img = DynamicImage::new_rgb8(50, 40);
+        det.detect(&img).unwrap();
+        let before = Arc::as_ptr(&det.input);
+        for _ in 0..3 {
+            det.detect(&img).unwrap();
+            // tract released the input after the run: no fresh tensor was needed.
+            assert_eq!(Arc::strong_count(&det.input), 1);
+            assert_eq!(Arc::as_ptr(&det.input), before);
+        }
+    }
+}

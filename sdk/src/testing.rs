@@ -68,6 +68,10 @@ pub struct SyntheticDetector {
     pub seed: u64,
     /// Whether to write `crosskd.meta` (off: a "non-detector" model).
     pub with_meta: bool,
+    /// Mean of the classification biases: -2 (sigmoid 0.12) gives the tests
+    /// many detections; -4.6 (sigmoid 0.01) is the focal-loss prior of a
+    /// trained head, where few scores pass 0.05, as in a real deployment.
+    pub cls_bias: f32,
 }
 
 /// One conv layer's parameters, `OIHW` weights.
@@ -129,6 +133,7 @@ impl SyntheticDetector {
             quant: Quant::Fp32,
             seed: 1,
             with_meta: true,
+            cls_bias: -2.0,
         }
     }
 
@@ -153,8 +158,7 @@ impl SyntheticDetector {
                     .map(|_| conv(&mut rng, self.hidden, self.hidden, 3, 1, 1, 0.0))
                     .collect();
                 let mut heads = vec![
-                    // Biased negative like a focal-loss head, so few scores pass 0.05.
-                    conv(&mut rng, cls_c, self.hidden, 1, 1, 0, -2.0),
+                    conv(&mut rng, cls_c, self.hidden, 1, 1, 0, self.cls_bias),
                     conv(&mut rng, bbox_c, self.hidden, 1, 1, 0, 0.0),
                 ];
                 if let Some(c) = ctr_c {

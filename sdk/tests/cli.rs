@@ -15,10 +15,21 @@ const DEV_CONFIG: &str = concat!(
 );
 
 fn sdk(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_crosskd-sdk"))
-        .args(args)
-        .output()
-        .expect("binary runs");
+    let bin = env!("CARGO_BIN_EXE_crosskd-sdk");
+    // Cross-compiled tests run under qemu (cargo's target runner); the binary
+    // they spawn needs the same runner unless the host has binfmt set up.
+    let runner = std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER")
+        .ok()
+        .filter(|_| cfg!(target_arch = "aarch64"));
+    let mut cmd = match runner.as_deref().map(str::split_whitespace) {
+        Some(mut parts) => {
+            let mut c = Command::new(parts.next().expect("runner program"));
+            c.args(parts).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let out = cmd.args(args).output().expect("binary runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -68,7 +79,10 @@ fn detect_writes_annotated_images_and_coco_json_with_gt_ids() {
         stdout.find("a.jpg").unwrap() < stdout.find("b.png").unwrap(),
         "{stdout}"
     );
-    assert!(stderr.contains("2 images, 1 other files skipped"), "{stderr}");
+    assert!(
+        stderr.contains("2 images, 1 other files skipped"),
+        "{stderr}"
+    );
     for name in ["a.jpg", "b.png"] {
         let img = image::open(out_dir.join(name)).unwrap();
         assert!(img.width() > 0);

@@ -292,7 +292,7 @@ fn non_detector_models_are_clear_errors() {
 }
 
 #[test]
-fn precision_mismatch_and_bad_input_size_are_clear_errors() {
+fn precision_mismatch_is_a_clear_error() {
     let dir = TempDir::new("prec");
     let net = SyntheticDetector::new(HeadKind::Gfl, 2, (64, 64), &[32]);
     let path = write_model(&dir, "fp32.onnx", &net);

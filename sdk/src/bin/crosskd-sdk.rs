@@ -120,6 +120,9 @@ struct SynthArgs {
     /// Storage of the stem convs.
     #[arg(long, value_enum, default_value = "fp32")]
     quant: QuantArg,
+    /// Mean classification bias (-4.6 = the focal prior 0.01 of a trained head).
+    #[arg(long, default_value_t = -4.6, allow_hyphen_values = true)]
+    cls_bias: f32,
 }
 
 fn main() -> ExitCode {
@@ -461,6 +464,7 @@ fn synth(a: SynthArgs) -> Result<ExitCode, SdkError> {
     let mut net = SyntheticDetector::new(kind, a.classes, (a.input, a.input), &a.strides);
     net.hidden = a.hidden;
     net.tower = a.tower;
+    net.cls_bias = a.cls_bias;
     net.quant = match a.quant {
         QuantArg::Fp32 => Quant::Fp32,
         QuantArg::Qoperator => Quant::QOperator,

@@ -112,20 +112,17 @@ impl CameraSource {
 impl FrameSource for CameraSource {
     fn next_frame(&mut self) -> Result<Option<Frame>> {
         let timeout = Duration::from_millis(self.cfg.frame_timeout_ms);
-        let image = match self.rx.recv_timeout(timeout) {
-            Ok(Ok(img)) => img,
-            Ok(Err(e)) => {
-                self.reconnect(&e)?;
-                return self.next_frame();
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                self.reconnect(&format!("no frame within {} ms", timeout.as_millis()))?;
-                return self.next_frame();
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                self.reconnect("capture thread ended")?;
-                return self.next_frame();
-            }
+        // Each failure costs one reconnect (bounded by reconnect_attempts inside).
+        let image = loop {
+            let why = match self.rx.recv_timeout(timeout) {
+                Ok(Ok(img)) => break img,
+                Ok(Err(e)) => e,
+                Err(RecvTimeoutError::Timeout) => {
+                    format!("no frame within {} ms", timeout.as_millis())
+                }
+                Err(RecvTimeoutError::Disconnected) => "capture thread ended".into(),
+            };
+            self.reconnect(&why)?;
         };
         self.frames += 1;
         Ok(Some(Frame {
