@@ -2,7 +2,10 @@
 
 pub mod bench;
 pub mod eval;
+pub mod eval_onnx;
+pub mod export;
 pub mod predict;
+pub mod quantize;
 pub mod synth;
 pub mod train;
 
@@ -28,6 +31,12 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Run a checkpoint over images and write COCO results JSON.
     Predict(predict::PredictArgs),
+    /// Export a checkpoint to ONNX (fp32, BN folded, SDK metadata).
+    Export(export::ExportArgs),
+    /// Quantize an exported ONNX model to int8 (static PTQ, calibrated in tract).
+    Quantize(quantize::QuantizeArgs),
+    /// COCO mAP of an exported ONNX model run by the SDK runtime.
+    EvalOnnx(eval_onnx::EvalOnnxArgs),
     /// Benchmarks (`bench train-step ...`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -40,6 +49,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::EvalOnnx(a) => eval_onnx::run(a),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
