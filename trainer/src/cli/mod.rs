@@ -1,6 +1,7 @@
 //! The `crosskd` command line: one file per verb.
 
 pub mod bench;
+pub mod distill;
 pub mod eval;
 pub mod eval_onnx;
 pub mod export;
@@ -29,6 +30,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Score COCO-format detections against a ground-truth file.
     Eval(eval::EvalArgs),
+    /// Distil a student from a frozen teacher (CrossKD, PKD, prediction mimicking).
+    Distill(distill::DistillArgs),
     /// Run a checkpoint over images and write COCO results JSON.
     Predict(predict::PredictArgs),
     /// Export a checkpoint to ONNX (fp32, BN folded, SDK metadata).
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Distill(a) => distill::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Export(a) => export::run(a),
         Command::Quantize(a) => quantize::run(a),
