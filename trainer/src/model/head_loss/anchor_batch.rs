@@ -61,6 +61,24 @@ impl BatchAnchorTargets {
     }
 }
 
+/// Targets of the one-square-anchor-per-location heads (GFL, ATSS): ATSS
+/// assignment with `topk` candidates per level.
+pub fn atss_square_anchor_targets<B: burn::prelude::Backend>(
+    topk: usize,
+    num_classes: usize,
+    strides: &[f32],
+    outputs: &[crate::model::heads::LevelOutput<B>],
+    metas: &[ImageMeta],
+) -> BatchAnchorTargets {
+    anchor_batch_targets(
+        &AnchorGenerator::gfl_atss(strides),
+        &super::level_shapes(outputs),
+        metas,
+        &AnchorAssigner::Atss(AtssAssigner::new(topk)),
+        num_classes,
+    )
+}
+
 /// Generate anchors for `shapes`, assign every image and gather targets.
 pub fn anchor_batch_targets(
     generator: &AnchorGenerator,

@@ -3,12 +3,11 @@
 
 use burn::prelude::*;
 use crosskd_sdk::boxes::{self, BBox};
-use crosskd_sdk::AnchorGenerator;
 
-use super::anchor_batch::{anchor_batch_targets, AnchorAssigner, BatchAnchorTargets};
+use super::anchor_batch::{atss_square_anchor_targets, BatchAnchorTargets};
 use super::{
-    flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, vec_tensor,
-    zero_like_graph, FlatOutputs,
+    flatten_outputs, index_tensor, label_tensor, rows_tensor, vec_tensor, zero_like_graph,
+    FlatOutputs,
 };
 use crate::coders::delta_xywh::{self, ATSS_STDS, ZERO_MEANS};
 use crate::data::ImageMeta;
@@ -17,7 +16,6 @@ use crate::losses::{
 };
 use crate::model::heads::{AtssHeadConfig, LevelOutput};
 use crate::model::loss_dict::LossDict;
-use crate::targets::atss::AtssAssigner;
 use crate::targets::fcos::centerness_target;
 
 /// Centerness of an anchor centre inside its GT box (ATSS `centerness_target`).
@@ -33,13 +31,7 @@ pub fn atss_targets<B: Backend>(
     outputs: &[LevelOutput<B>],
     metas: &[ImageMeta],
 ) -> BatchAnchorTargets {
-    anchor_batch_targets(
-        &AnchorGenerator::gfl_atss(strides),
-        &level_shapes(outputs),
-        metas,
-        &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
-        cfg.num_classes,
-    )
+    atss_square_anchor_targets(cfg.topk, cfg.num_classes, strides, outputs, metas)
 }
 
 /// ATSS GT losses for one batch, from the batch's [`atss_targets`].

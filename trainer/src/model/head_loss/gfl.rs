@@ -3,13 +3,13 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
+use crosskd_sdk::boxes;
 use crosskd_sdk::coders::bbox2distance_eps;
-use crosskd_sdk::{boxes, AnchorGenerator};
 
-use super::anchor_batch::{anchor_batch_targets, AnchorAssigner, BatchAnchorTargets};
+use super::anchor_batch::{atss_square_anchor_targets, BatchAnchorTargets};
 use super::{
-    flatten_outputs, index_tensor, label_tensor, level_shapes, rows_tensor, to_vec, vec_tensor,
-    zero_like_graph, FlatOutputs,
+    flatten_outputs, index_tensor, label_tensor, rows_tensor, to_vec, vec_tensor, zero_like_graph,
+    FlatOutputs,
 };
 use crate::coders::{distance2bbox, integral};
 use crate::data::ImageMeta;
@@ -18,7 +18,6 @@ use crate::losses::iou::giou_loss;
 use crate::losses::quality_focal::{quality_focal_loss, QFL_BETA};
 use crate::model::heads::{GflHeadConfig, LevelOutput};
 use crate::model::loss_dict::LossDict;
-use crate::targets::atss::AtssAssigner;
 
 /// Distance targets are clamped to `reg_max - 0.1` (MMDet `bbox2distance` eps).
 const DFL_EPS: f32 = 0.1;
@@ -30,13 +29,7 @@ pub fn gfl_targets<B: Backend>(
     outputs: &[LevelOutput<B>],
     metas: &[ImageMeta],
 ) -> BatchAnchorTargets {
-    anchor_batch_targets(
-        &AnchorGenerator::gfl_atss(strides),
-        &level_shapes(outputs),
-        metas,
-        &AnchorAssigner::Atss(AtssAssigner::new(cfg.topk)),
-        cfg.num_classes,
-    )
+    atss_square_anchor_targets(cfg.topk, cfg.num_classes, strides, outputs, metas)
 }
 
 /// GFL GT losses for one batch, from the batch's [`gfl_targets`].
