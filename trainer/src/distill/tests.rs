@@ -392,3 +392,88 @@ fn adapters_round_trip_through_the_checkpoint_extra_section() {
     crate::train::checkpoint::load_detector::<Flex>(&path, &device).unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `[1, C, 1, 2]` tensor from per-channel pairs.
+fn level<B: Backend>(channels: &[[f32; 2]], device: &B::Device) -> Tensor<B, 4> {
+    let flat: Vec<f32> = channels.iter().flatten().copied().collect();
+    Tensor::<B, 1>::from_floats(flat.as_slice(), device).reshape([1, channels.len(), 1, 2])
+}
+
+#[test]
+fn gfl_kd_by_hand() {
+    // One image, one level of 1×2 locations, 1 class, reg_max 1 (2 bins per side).
+    // Location 0 valid (label weight 1), location 1 padding (0); no positives →
+    // avg_factor = max(0, 1) = 1.
+    // cls: x = 0, t = ln 3 (σ = 0.75): BCE(0, p) = ln 2 for every p, factor |0.5 − 0.75|
+    //   → 0.25·ln 2 = 0.173287 (location 1 masked).
+    // reg: student bins uniform [½, ½], teacher [¾, ¼] on every side of location 0:
+    //   KL = ¾ln(3/2) + ¼ln(1/2) = 0.130812 per side; weight w = σ(ln 3) = 0.75 (location 1
+    //   masked to 0); Σ_sides·w / 4 = 4·0.130812·0.75/4; ÷ Σw (0.75) → 0.130812; × 4.0 → 0.523248.
+    let device = Default::default();
+    let ln3 = 3f32.ln();
+    let student = vec![crate::model::heads::LevelOutput::<Flex> {
+        cls_score: level(&[[0.0, 0.0]], &device),
+        bbox_pred: level(&[[0.0, 0.0]; 8], &device),
+        centerness: None,
+    }];
+    let teacher = vec![crate::model::heads::LevelOutput::<Flex> {
+        cls_score: level(&[[ln3, 0.0]], &device),
+        bbox_pred: level(&[[ln3, ln3], [0.0, 0.0]].repeat(4), &device),
+        centerness: None,
+    }];
+    let targets = HeadTargets::Anchors(crate::model::head_loss::BatchAnchorTargets {
+        anchors: vec![[-4.0, -4.0, 4.0, 4.0], [4.0, -4.0, 12.0, 4.0]],
+        anchor_strides: vec![8.0, 8.0],
+        num_anchors: 2,
+        labels: vec![1, 1],
+        label_weights: vec![1.0, 0.0],
+        pos_rows: vec![],
+        pos_anchors: vec![],
+        pos_gt_boxes: vec![],
+        pos_strides: vec![],
+        num_pos_per_image: vec![0],
+    });
+    let head = HeadConfig::Gfl(crate::model::heads::GflHeadConfig {
+        reg_max: 1,
+        ..crate::model::heads::GflHeadConfig::new(1)
+    });
+    let s = KdSettings::paper(HeadKind::Gfl, DistillMode::CrossKd);
+    let l = prediction_kd_losses(&head, &s, &student, &teacher, &targets);
+    assert!((value(&l, "loss_cls_kd") - 0.173_287).abs() < 1e-5, "{l:?}");
+    assert!((value(&l, "loss_reg_kd") - 0.523_248).abs() < 1e-5, "{l:?}");
+}
+
+#[test]
+fn fcos_kd_by_hand() {
+    // One image, one level (stride 8) of 1×2 points at (4, 4) and (12, 4); point 0 is the
+    // only positive with ltrb (2, 2, 2, 2) → centerness 1 → normaliser 1.
+    // cls (unmasked): point 0 as in the GFL case, 0.25·ln 2; point 1: x = t = 0 → 0.
+    //   × 0.4 → 0.069315.
+    // reg: point 0 student (1,1,1,1) → [3,3,5,5], teacher (2,2,2,2) → [2,2,6,6]: IoU = 4/16,
+    //   −ln ¼ = 1.386294, weight σ(ln 3) = 0.75; point 1 identical boxes → 0.
+    //   → 0.75·1.386294 / 1 × 0.75 = 0.779791.
+    let device = Default::default();
+    let ln3 = 3f32.ln();
+    let student = vec![crate::model::heads::LevelOutput::<Flex> {
+        cls_score: level(&[[0.0, 0.0]], &device),
+        bbox_pred: level(&[[1.0, 3.0]; 4], &device),
+        centerness: Some(level(&[[0.0, 0.0]], &device)),
+    }];
+    let teacher = vec![crate::model::heads::LevelOutput::<Flex> {
+        cls_score: level(&[[ln3, 0.0]], &device),
+        bbox_pred: level(&[[2.0, 3.0]; 4], &device),
+        centerness: Some(level(&[[0.0, 0.0]], &device)),
+    }];
+    let targets = HeadTargets::Points(crate::model::head_loss::PointBatchTargets {
+        points: vec![[4.0, 4.0], [12.0, 4.0]],
+        labels: vec![0, 1],
+        pos_rows: vec![0],
+        pos_points: vec![[4.0, 4.0]],
+        pos_ltrb: vec![[2.0, 2.0, 2.0, 2.0]],
+    });
+    let head = HeadConfig::Fcos(crate::model::heads::FcosHeadConfig::new(1));
+    let s = KdSettings::paper(HeadKind::Fcos, DistillMode::CrossKd);
+    let l = prediction_kd_losses(&head, &s, &student, &teacher, &targets);
+    assert!((value(&l, "loss_cls_kd") - 0.069_315).abs() < 1e-5, "{l:?}");
+    assert!((value(&l, "loss_reg_kd") - 0.779_791).abs() < 1e-5, "{l:?}");
+}
