@@ -21,6 +21,9 @@ use crate::model::head::Head;
 use crate::model::heads::{DenseHead, Tower};
 use crate::model::layers::{ConvModule, Scale};
 
+/// A tower conv's registered weights and its optional GroupNorm.
+type TowerLayerRef<B> = (ConvRef, Option<GroupNorm<B>>);
+
 /// Name of the graph input.
 pub const INPUT_NAME: &str = "images";
 
@@ -424,17 +427,16 @@ pub fn detector_graph<B: Backend>(
 
     // Head: towers and predictors, weights registered once for all levels.
     let (cls_tower, reg_tower) = det.head.towers();
-    let mut tower_refs =
-        |t: &Tower<B>, name: &str| -> Result<Vec<(ConvRef, Option<GroupNorm<B>>)>, ExportError> {
-            t.convs
-                .iter()
-                .enumerate()
-                .map(|(i, m): (usize, &ConvModule<B>)| {
-                    let n = format!("head.{name}.{i}");
-                    Ok((e.conv_ref(&n, plain(&m.conv, &n)?), m.gn.clone()))
-                })
-                .collect()
-        };
+    let mut tower_refs = |t: &Tower<B>, name: &str| -> Result<Vec<TowerLayerRef<B>>, ExportError> {
+        t.convs
+            .iter()
+            .enumerate()
+            .map(|(i, m): (usize, &ConvModule<B>)| {
+                let n = format!("head.{name}.{i}");
+                Ok((e.conv_ref(&n, plain(&m.conv, &n)?), m.gn.clone()))
+            })
+            .collect()
+    };
     let cls_refs = tower_refs(cls_tower, "cls_convs")?;
     let reg_refs = tower_refs(reg_tower, "reg_convs")?;
     let mut reg_conv = |c: &Conv2d<B>, n: &str| -> Result<ConvRef, ExportError> {

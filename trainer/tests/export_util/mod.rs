@@ -93,8 +93,8 @@ pub fn input(h: usize, w: usize, seed: u32) -> Vec<f32> {
             for x in 0..w {
                 s = s.wrapping_mul(1664525).wrapping_add(1013904223);
                 let noise = (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-                let fx = x as f32 / w as f32 * 6.28 * (1.0 + (seed % 3) as f32);
-                let fy = y as f32 / h as f32 * 6.28 * (1.0 + c as f32);
+                let fx = x as f32 / w as f32 * std::f32::consts::TAU * (1.0 + (seed % 3) as f32);
+                let fy = y as f32 / h as f32 * std::f32::consts::TAU * (1.0 + c as f32);
                 out.push(1.2 * (fx + c as f32).sin() * fy.cos() + 0.4 * noise);
             }
         }

@@ -129,9 +129,9 @@ impl Histogram {
                     .filter(|c| **c > 0.0)
                     .count();
                 if nonzero > 0 {
-                    for i in s..e {
-                        if self.counts[a + i] > 0.0 {
-                            q[i] = mass / nonzero as f64;
+                    for (qi, &c) in q[s..e].iter_mut().zip(&self.counts[a + s..a + e]) {
+                        if c > 0.0 {
+                            *qi = mass / nonzero as f64;
                         }
                     }
                 }
