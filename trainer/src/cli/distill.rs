@@ -7,11 +7,12 @@ use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 
-use super::train::{print_summary, TrainArgs};
+use super::train::{placement, print_summary, TrainArgs};
 use crate::backend::DeviceSpec;
 use crate::config::TrainConfig;
 use crate::distill::{DistillConfig, DistillMode};
-use crate::train::runner::{distill, RunOptions, TrainSummary};
+use crate::train::parallel_cluster::ClusterConfig;
+use crate::train::runner::{distill_on, RunOptions, TrainSummary};
 
 /// `crosskd distill` arguments.
 #[derive(Debug, Args)]
@@ -29,11 +30,14 @@ pub struct DistillArgs {
 
 fn run_on<B: AutodiffBackend>(
     device: &B::Device,
+    specs: &[DeviceSpec],
+    cluster: &ClusterConfig,
     cfg: &TrainConfig,
     work_dir: &std::path::Path,
     opts: &RunOptions,
 ) -> anyhow::Result<TrainSummary> {
-    distill::<B>(cfg, work_dir, device, opts)
+    let placement = placement::<B>(device, specs, cluster.clone())?;
+    distill_on::<B>(cfg, work_dir, &placement, opts)
 }
 
 /// Run `crosskd distill`.
@@ -65,8 +69,7 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
     }
     cfg.distill = Some(dcfg);
     t.apply_overrides(&mut cfg);
-    let device: DeviceSpec = t.device.parse()?;
-    device.check_available()?;
+    let (specs, cluster) = t.placement_specs()?;
     crate::backend::set_cpu_threads(t.threads);
     let work_dir = t
         .work_dir
@@ -77,7 +80,8 @@ pub fn run(args: DistillArgs) -> anyhow::Result<()> {
         progress: !t.quiet,
         config_text: toml::to_string(&cfg).unwrap_or(text),
     };
-    let summary = crate::with_autodiff_backend!(device, run_on(&cfg, &work_dir, &opts))?;
+    let summary =
+        crate::with_autodiff_backend!(specs[0], run_on(&specs, &cluster, &cfg, &work_dir, &opts))?;
     print_summary(&summary, &work_dir);
     Ok(())
 }

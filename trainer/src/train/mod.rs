@@ -4,6 +4,9 @@ pub mod checkpoint;
 pub mod grad_clip;
 pub mod metrics;
 pub mod objective;
+#[cfg(feature = "collective")]
+pub mod parallel;
+pub mod parallel_cluster;
 pub mod plots;
 pub mod runner;
 pub mod schedule;

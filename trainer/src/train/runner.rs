@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context};
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{Optimizer, SgdConfig};
@@ -20,7 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::checkpoint::{self, CheckpointHeader};
 use super::metrics::MetricsWriter;
 use super::objective::{GtObjective, Objective};
-use super::step::{train_step, StepError};
+#[cfg(feature = "collective")]
+use super::parallel::{parallel_step, ParallelOutcome, ReplicaGroup, ReplicaSpec, SgdRecord};
+use super::parallel_cluster::Placement;
+use super::step::{train_step, StepError, StepOutput};
 use crate::config::TrainConfig;
 use crate::data::coco::{load_gt, CocoDataset};
 use crate::data::dataset::DetectionDataset;
@@ -151,13 +154,39 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     opts: &RunOptions,
 ) -> anyhow::Result<TrainSummary> {
+    train_on(cfg, work_dir, &Placement::<B>::single(device.clone()), opts)
+}
+
+/// [`train`] data-parallel over `placement`'s devices (and nodes).
+///
+/// ```no_run
+/// # use std::path::Path;
+/// use crosskd_trainer::backend::{Flex, FlexAutodiff};
+/// use crosskd_trainer::train::parallel_cluster::{ClusterConfig, Placement};
+/// use crosskd_trainer::train::runner::{train_on, RunOptions};
+/// # let cfg: crosskd_trainer::config::TrainConfig = todo!();
+/// // Two replicas: each step sees 2 × data.batch_size images.
+/// let placement = Placement::<FlexAutodiff> {
+///     devices: vec![Default::default(), Default::default()],
+///     cluster: ClusterConfig::default(),
+/// };
+/// train_on(&cfg, Path::new("work"), &placement, &RunOptions::default())?;
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn train_on<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    placement: &Placement<B>,
+    opts: &RunOptions,
+) -> anyhow::Result<TrainSummary> {
     if cfg.distill.is_some() {
         bail!("the config has a [distill] section: run it with `crosskd distill`");
     }
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
-    let det = init_detector::<B>(cfg, device)?;
-    train_objective(cfg, work_dir, device, opts, &GtObjective, det)
+    let det = init_detector::<B>(cfg, &placement.devices[0])?;
+    let objectives = vec![GtObjective; placement.devices.len()];
+    train_objective_on(cfg, work_dir, placement, opts, objectives, det)
 }
 
 /// Distil into `cfg`'s detector (`crosskd distill`): loads the frozen teacher
@@ -169,6 +198,18 @@ pub fn distill<B: AutodiffBackend>(
     device: &B::Device,
     opts: &RunOptions,
 ) -> anyhow::Result<TrainSummary> {
+    distill_on(cfg, work_dir, &Placement::<B>::single(device.clone()), opts)
+}
+
+/// [`distill`] data-parallel over `placement`'s devices (and nodes); every
+/// replica holds its own copy of the frozen teacher on its device.
+pub fn distill_on<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    placement: &Placement<B>,
+    opts: &RunOptions,
+) -> anyhow::Result<TrainSummary> {
+    let device = &placement.devices[0];
     let dcfg = cfg
         .distill
         .as_ref()
@@ -190,14 +231,115 @@ pub fn distill<B: AutodiffBackend>(
         }
         _ => None,
     };
-    let distiller = Distiller::new(teacher, &cfg.model, dcfg)?;
+    // One distiller per replica, its teacher forked to the replica's device.
+    let distillers = placement
+        .devices
+        .iter()
+        .map(|d| Distiller::new(teacher.clone().map(|t| t.fork(d)), &cfg.model, dcfg))
+        .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
-    let student = distiller.student(init_detector::<B>(cfg, device)?, device);
-    train_objective(cfg, work_dir, device, opts, &distiller, student)
+    let student = distillers[0].student(init_detector::<B>(cfg, device)?, device);
+    train_objective_on(cfg, work_dir, placement, opts, distillers, student)
 }
 
-/// The training loop shared by [`train`] and [`distill`].
+/// Builds this node's other replicas once the main replica's state is known
+/// (after a resume): `(model, optimiser state, iteration)`.
+#[cfg(feature = "collective")]
+type GroupFactory<'a, B, M> =
+    Box<dyn FnOnce(&M, Option<SgdRecord<B, M>>, usize) -> anyhow::Result<ReplicaGroup> + 'a>;
+
+/// [`train_objective`] over several devices and nodes: `objectives[i]`
+/// belongs to `placement.devices[i]` (same objective, its tensors on that
+/// device); `model` lives on the first device.
+pub fn train_objective_on<B, J>(
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    placement: &Placement<B>,
+    opts: &RunOptions,
+    objectives: Vec<J>,
+    model: J::Model,
+) -> anyhow::Result<TrainSummary>
+where
+    B: AutodiffBackend,
+    J: Objective<B> + Send + 'static,
+    J::Model: Send + 'static,
+{
+    anyhow::ensure!(
+        !placement.devices.is_empty() && objectives.len() == placement.devices.len(),
+        "one objective per device is needed ({} devices, {} objectives)",
+        placement.devices.len(),
+        objectives.len()
+    );
+    placement.cluster.validate()?;
+    let world = placement.world();
+    let mut objectives = objectives.into_iter();
+    let main = objectives.next().expect("checked non-empty");
+    if world.size() == 1 {
+        return run_loop(cfg, work_dir, placement, opts, &main, model, Parallel::None);
+    }
+    #[cfg(not(feature = "collective"))]
+    return {
+        let _ = (main, objectives, model);
+        Err(anyhow::anyhow!(
+            "{} replicas requested but this build has no multi-device support: rebuild crosskd with the `collective` feature (on by default)",
+            world.size()
+        ))
+    };
+    #[cfg(feature = "collective")]
+    return {
+        if placement.cluster.serve_orchestrator {
+            super::parallel_cluster::collective::serve_orchestrator(
+                placement.cluster.orchestrator_port()?,
+            )?;
+        }
+        let replicas: Vec<_> = placement.devices[1..]
+            .iter()
+            .zip(objectives)
+            .enumerate()
+            .map(|(i, (device, objective))| ReplicaSpec {
+                local: i + 1,
+                device: device.clone(),
+                objective,
+            })
+            .collect();
+        let cluster = placement.cluster.clone();
+        let sgd_cfg = sgd(cfg);
+        let (pad, clip) = (cfg.data.train_pipeline.pad_divisor, cfg.schedule.grad_clip);
+        let factory: GroupFactory<'_, B, J::Model> = Box::new(move |model, record, iter| {
+            ReplicaGroup::spawn::<B, J>(
+                world, &cluster, replicas, model, &sgd_cfg, record, iter, pad, clip,
+            )
+        });
+        run_loop(
+            cfg,
+            work_dir,
+            placement,
+            opts,
+            &main,
+            model,
+            Parallel::Replicas(factory),
+        )
+    };
+}
+
+/// How [`run_loop`] steps: alone, or in lock-step with other replicas.
+enum Parallel<'a, B: AutodiffBackend, M: AutodiffModule<B>> {
+    None,
+    #[cfg(feature = "collective")]
+    Replicas(GroupFactory<'a, B, M>),
+    #[allow(dead_code)]
+    _Marker(std::marker::PhantomData<(&'a (), B, M)>),
+}
+
+/// What one iteration's step did, whichever way it ran.
+enum Stepped {
+    Applied(StepOutput),
+    Skipped,
+    Stopped,
+}
+
+/// The training loop shared by [`train`] and [`distill`] (one device).
 pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
     cfg: &TrainConfig,
     work_dir: &Path,
@@ -206,12 +348,44 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
     objective: &J,
     model: J::Model,
 ) -> anyhow::Result<TrainSummary> {
+    let placement = Placement::<B>::single(device.clone());
+    run_loop(
+        cfg,
+        work_dir,
+        &placement,
+        opts,
+        objective,
+        model,
+        Parallel::None,
+    )
+}
+
+/// The loop itself. With several replicas, this thread runs this node's
+/// first one; only node 0 logs metrics, evaluates and writes checkpoints.
+fn run_loop<B: AutodiffBackend, J: Objective<B>>(
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    placement: &Placement<B>,
+    opts: &RunOptions,
+    objective: &J,
+    model: J::Model,
+    parallel: Parallel<'_, B, J::Model>,
+) -> anyhow::Result<TrainSummary> {
+    let device = &placement.devices[0];
+    let world = placement.world();
+    let replicas = world.size();
+    let is_main = world.is_main_node();
     let data = load_data(cfg)?;
     let mut det = model;
     let mut optim = sgd(cfg).init::<B, J::Model>();
-    let iters_per_epoch = data.train.num_batches();
+    let num_batches = data.train.num_batches();
+    // Each iteration consumes one batch per replica (a DistributedSampler-like
+    // split of the epoch's batches), so an epoch has 1/replicas the iterations.
+    let iters_per_epoch = num_batches.div_ceil(replicas);
     let total = cfg.schedule.total_iters(iters_per_epoch);
-    let base_lr = cfg.schedule.scaled_base_lr(cfg.data.batch_size);
+    // MMDet semantics: data.batch_size is images per replica; the lr auto-scales
+    // with the effective batch (when schedule.auto_scale_lr_base_batch is set).
+    let base_lr = cfg.schedule.scaled_base_lr(cfg.data.batch_size * replicas);
     let (mut iter, mut best_ap) = (0usize, None::<f64>);
     if opts.resume {
         if let Some(path) = checkpoint::latest(work_dir) {
@@ -234,9 +408,47 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
             eprintln!("resumed from {} at iteration {iter}", path.display());
         }
     }
+    #[cfg(feature = "collective")]
+    let group = match parallel {
+        Parallel::Replicas(factory) => {
+            use super::parallel::join_run;
+            use super::parallel_cluster::collective;
+            let record = (world.local > 1).then(|| optim.to_record());
+            let group = factory(&det, record, iter)?;
+            let config = collective::config(&placement.cluster, world)?;
+            collective::register::<B::InnerBackend>(
+                world.global_rank(0),
+                device.clone(),
+                config,
+                &placement.cluster,
+            )?;
+            det = join_run::<B, J::Model>(world.global_rank(0), world, det, iter, device)?;
+            group.collect()?;
+            if replicas > 1 {
+                eprintln!(
+                    "data-parallel: {replicas} replicas ({} node(s) x {} device(s)), {} images per step, base lr {base_lr}",
+                    world.nodes,
+                    world.local,
+                    replicas * cfg.data.batch_size
+                );
+            }
+            Some(group)
+        }
+        _ => None,
+    };
+    #[cfg(not(feature = "collective"))]
+    let _ = parallel;
     let components = objective.loss_names(&det);
-    let mut metrics =
-        MetricsWriter::open(work_dir, &components, opts.resume.then_some(iter as u64))?;
+    // Only node 0 writes the work directory (metrics, checkpoints, plots).
+    let mut metrics = if is_main {
+        Some(MetricsWriter::open(
+            work_dir,
+            &components,
+            opts.resume.then_some(iter as u64),
+        )?)
+    } else {
+        None
+    };
     let flag = interrupt_flag();
     let bar = progress_bar(opts.progress, total as u64, iter as u64);
     let header = |epoch: usize, iter: usize, best_ap: Option<f64>| CheckpointHeader {
@@ -277,16 +489,18 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
     while iter < total {
         let epoch = iter / iters_per_epoch.max(1);
         let in_epoch = iter % iters_per_epoch.max(1);
-        for idx in data.train.batch_indices(epoch).into_iter().skip(in_epoch) {
+        let batches = data.train.batch_indices(epoch);
+        for step in in_epoch..iters_per_epoch {
             if iter >= total {
                 break;
             }
-            if flag.load(Ordering::SeqCst) {
-                let bytes = checkpoint::record_bytes::<B, _>(optim.to_record());
+            let stop = flag.load(Ordering::SeqCst);
+            // Alone, stop right here; replicas first agree on it in their step.
+            if stop && replicas == 1 {
                 let p = save(
                     format!("iter_{iter}.ckpt"),
                     &det,
-                    bytes,
+                    checkpoint::record_bytes::<B, _>(optim.to_record()),
                     header(epoch, iter, best_ap),
                 )?;
                 bar.abandon_with_message(format!("interrupted: saved {}", p.display()));
@@ -295,44 +509,133 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
                 summary.iters = iter;
                 return Ok(summary);
             }
-            let loaded = data.train.load(epoch, &idx);
-            for (p, why) in &loaded.skipped {
-                skipped_images += 1;
-                bar.println(format!("skipped {}: {why}", p.display()));
+            // Local replica i takes the epoch's batch (step × replicas + rank),
+            // wrapping round at the end of the epoch as a distributed sampler pads.
+            let mut local_samples = Vec::with_capacity(world.local);
+            for i in 0..world.local {
+                let idx = &batches[(step * replicas + world.global_rank(i)) % batches.len()];
+                let loaded = data.train.load(epoch, idx);
+                for (p, why) in &loaded.skipped {
+                    skipped_images += 1;
+                    bar.println(format!("skipped {}: {why}", p.display()));
+                }
+                local_samples.push(loaded.samples);
             }
             let lr = cfg.schedule.lr_at(iter, iters_per_epoch, base_lr);
-            if !loaded.samples.is_empty() {
-                let batch = collate::<B>(loaded.samples, data.train.pad_divisor(), device);
-                let (d, out) = train_step(
-                    det,
-                    &mut optim,
-                    objective,
-                    &batch,
-                    lr,
-                    cfg.schedule.grad_clip,
-                );
-                det = d;
-                match out {
-                    Ok(out) => {
-                        if iter % cfg.schedule.log_interval == 0 || iter + 1 == total {
-                            metrics.log_step(epoch as u64, iter as u64, lr, &out.losses)?;
+            let stepped = if replicas == 1 {
+                let samples = local_samples.pop().expect("one replica");
+                if samples.is_empty() {
+                    Stepped::Skipped
+                } else {
+                    let batch = collate::<B>(samples, data.train.pad_divisor(), device);
+                    let (d, out) = train_step(
+                        det,
+                        &mut optim,
+                        objective,
+                        &batch,
+                        lr,
+                        cfg.schedule.grad_clip,
+                    );
+                    det = d;
+                    match out {
+                        Ok(out) => Stepped::Applied(out),
+                        Err(e @ StepError::NonFinite { .. }) => {
+                            bar.abandon();
+                            bail!(
+                                "iteration {iter} (epoch {epoch}): {e}; {}",
+                                last_good(&summary)
+                            );
                         }
-                        bar.set_message(format_losses(epoch, lr, &out.losses));
+                        Err(e) => bail!("iteration {iter}: {e}"),
                     }
-                    Err(e @ StepError::NonFinite { .. }) => {
-                        bar.abandon();
-                        let last = summary
-                            .last_checkpoint
-                            .as_ref()
-                            .map(|p| format!("the last good checkpoint is {}", p.display()))
-                            .unwrap_or_else(|| "no checkpoint was written yet".into());
-                        bail!("iteration {iter} (epoch {epoch}): {e}; {last}");
+                }
+            } else {
+                #[cfg(feature = "collective")]
+                let stepped = {
+                    let group = group.as_ref().expect("replicas > 1 run with a group");
+                    let mine = local_samples.remove(0);
+                    group.dispatch(local_samples, lr, stop)?;
+                    let (d, outcome) = parallel_step::<B, _, J>(
+                        world.global_rank(0),
+                        replicas,
+                        det,
+                        &mut optim,
+                        objective,
+                        mine,
+                        data.train.pad_divisor(),
+                        device,
+                        lr,
+                        cfg.schedule.grad_clip,
+                        stop,
+                    )
+                    .with_context(|| format!("iteration {iter}"))?;
+                    det = d;
+                    let others = group.collect()?;
+                    match outcome {
+                        ParallelOutcome::Applied(out) => Stepped::Applied(out),
+                        ParallelOutcome::Skipped => Stepped::Skipped,
+                        ParallelOutcome::Stopped => Stepped::Stopped,
+                        ParallelOutcome::Failed(e) => {
+                            bar.abandon();
+                            bail!(
+                                "iteration {iter} (epoch {epoch}): {e}; {}",
+                                last_good(&summary)
+                            );
+                        }
+                        ParallelOutcome::BadInput { own } => {
+                            let mut why: Vec<String> = own
+                                .map(|m| format!("rank {}: {m}", world.global_rank(0)))
+                                .into_iter()
+                                .chain(others)
+                                .collect();
+                            if why.is_empty() {
+                                why.push("a batch on another node does not fit the model (see that node's log)".into());
+                            }
+                            bail!("iteration {iter}: {}", why.join("; "));
+                        }
                     }
-                    Err(e) => bail!("iteration {iter}: {e}"),
+                };
+                #[cfg(not(feature = "collective"))]
+                let stepped: Stepped = unreachable!(
+                    "train_objective_on rejects several replicas without `collective`"
+                );
+                stepped
+            };
+            match stepped {
+                Stepped::Applied(out) => {
+                    if let Some(m) = metrics.as_mut() {
+                        if iter % cfg.schedule.log_interval == 0 || iter + 1 == total {
+                            m.log_step(epoch as u64, iter as u64, lr, &out.losses)?;
+                        }
+                    }
+                    bar.set_message(format_losses(epoch, lr, &out.losses));
+                }
+                Stepped::Skipped => {}
+                Stepped::Stopped => {
+                    if is_main {
+                        let p = save(
+                            format!("iter_{iter}.ckpt"),
+                            &det,
+                            checkpoint::record_bytes::<B, _>(optim.to_record()),
+                            header(epoch, iter, best_ap),
+                        )?;
+                        bar.abandon_with_message(format!("interrupted: saved {}", p.display()));
+                        summary.last_checkpoint = Some(p);
+                    } else {
+                        bar.abandon_with_message("interrupted (node 0 saves the checkpoint)");
+                    }
+                    summary.interrupted = true;
+                    summary.iters = iter;
+                    #[cfg(feature = "collective")]
+                    leave::<B, J::Model>(group, world, &det, device)?;
+                    return Ok(summary);
                 }
             }
             iter += 1;
             bar.set_position(iter as u64);
+            if !is_main {
+                continue;
+            }
             let epoch_end = iter % iters_per_epoch.max(1) == 0;
             let done_epochs = iter / iters_per_epoch.max(1);
             let due = |interval: usize| {
@@ -354,7 +657,9 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
                     device,
                     false,
                 )?;
-                metrics.log_eval(epoch as u64, iter as u64, lr, &stats.stats)?;
+                if let Some(m) = metrics.as_mut() {
+                    m.log_eval(epoch as u64, iter as u64, lr, &stats.stats)?;
+                }
                 bar.println(format!(
                     "epoch {done_epochs} iter {iter}: AP {:.4} AP50 {:.4} AP75 {:.4}",
                     stats.stats[0], stats.stats[1], stats.stats[2]
@@ -388,11 +693,16 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
             }
         }
     }
+    #[cfg(feature = "collective")]
+    leave::<B, J::Model>(group, world, &det, device)?;
     bar.finish_and_clear();
     if skipped_images > 0 {
         eprintln!("{skipped_images} training images could not be read and were skipped");
     }
     summary.iters = iter;
+    if !is_main {
+        return Ok(summary);
+    }
     match super::plots::render_plots(work_dir) {
         Ok(files) => eprintln!(
             "plots: {}",
@@ -405,6 +715,38 @@ pub fn train_objective<B: AutodiffBackend, J: Objective<B>>(
         Err(e) => eprintln!("warning: could not render plots: {e}"),
     }
     Ok(summary)
+}
+
+/// The end of a NaN message: where the last good state is.
+fn last_good(summary: &TrainSummary) -> String {
+    summary
+        .last_checkpoint
+        .as_ref()
+        .map(|p| format!("the last good checkpoint is {}", p.display()))
+        .unwrap_or_else(|| "no checkpoint was written yet".into())
+}
+
+/// Close this node's replica threads and leave the collective.
+#[cfg(feature = "collective")]
+fn leave<B: AutodiffBackend, M: AutodiffModule<B>>(
+    group: Option<ReplicaGroup>,
+    world: super::parallel_cluster::World,
+    model: &M,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    let Some(mut g) = group else {
+        return Ok(());
+    };
+    g.close();
+    let rank = world.global_rank(0);
+    let digest = super::parallel::verify_in_sync::<B, M>(rank, world.size(), model, device);
+    g.shutdown();
+    super::parallel_cluster::collective::finish::<B::InnerBackend>(rank);
+    eprintln!(
+        "replicas in sync: rank {rank} weights fingerprint {}",
+        digest?
+    );
+    Ok(())
 }
 
 /// The GT loss component names of a detector (for the metrics header).
