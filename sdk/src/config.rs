@@ -23,6 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SdkError};
+use crate::finetune::FinetuneConfig;
 use crate::postprocess::TestConfig;
 
 /// Everything a board needs to run a model.
@@ -41,6 +42,9 @@ pub struct DeviceConfig {
     /// Live capture settings (used by the `camera` feature).
     #[serde(default)]
     pub camera: CameraConfig,
+    /// On-device fine-tuning budget and settings (used by the `finetune` feature).
+    #[serde(default)]
+    pub finetune: FinetuneConfig,
 }
 
 /// Which model precision a board expects.
@@ -273,7 +277,7 @@ impl DeviceConfig {
             0.0,
             60_000.0,
         )?;
-        Ok(())
+        self.finetune.validate()
     }
 
     /// The model's `test_cfg` with this config's `[detect]` overrides applied.

@@ -68,6 +68,8 @@ pub struct Detector {
     /// place again once tract has released it.
     input: Arc<Tensor>,
     rgb: Vec<u8>,
+    /// The model before the last [`swap_model`](Self::swap_model), for [`rollback`](Self::rollback).
+    previous: Option<Box<Detector>>,
 }
 
 impl Detector {
@@ -89,6 +91,7 @@ impl Detector {
             letterbox: Letterbox::new((w, h), norm),
             input: Arc::new(input),
             rgb: Vec::new(),
+            previous: None,
             model,
         })
     }
@@ -257,6 +260,58 @@ fn check_size(w: u32, h: u32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Hot swap: a running app moves to a new model (e.g. fine-tuned on the board)
+/// without a restart, and can go back.
+impl Detector {
+    /// Loads `path` for `cfg` and switches to it, keeping the current model for
+    /// [`rollback`](Self::rollback). The new model is fully loaded and checked
+    /// first: on any error the running model stays in place. It must detect the
+    /// same classes (same names, same order), so app code keyed on class ids
+    /// keeps working.
+    ///
+    /// ```no_run
+    /// use crosskd_sdk::{Detector, DeviceConfig};
+    /// let cfg = DeviceConfig::from_file("firmware-configs/jetson-orin-nano.toml")?;
+    /// let mut det = Detector::from_file("student.int8.onnx", &cfg)?;
+    /// det.swap_model("student.tuned.int8.onnx", &cfg)?;
+    /// det.rollback()?; // back to student.int8.onnx
+    /// # Ok::<(), crosskd_sdk::SdkError>(())
+    /// ```
+    pub fn swap_model(&mut self, path: impl AsRef<Path>, cfg: &DeviceConfig) -> Result<()> {
+        let path = path.as_ref();
+        let next = Detector::from_file(path, cfg)?;
+        let (old, new) = (&self.meta().class_names, &next.meta().class_names);
+        if old != new {
+            return Err(SdkError::Contract {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its classes {new:?} differ from the running model's {old:?}; \
+                     load it with Detector::from_file instead"
+                ),
+            });
+        }
+        let mut old = std::mem::replace(self, next);
+        old.previous = None;
+        self.previous = Some(Box::new(old));
+        Ok(())
+    }
+
+    /// Goes back to the model in use before the last [`swap_model`](Self::swap_model).
+    pub fn rollback(&mut self) -> Result<()> {
+        let prev = self.previous.take().ok_or_else(|| SdkError::Contract {
+            path: "rollback".into(),
+            message: "no earlier model to roll back to".into(),
+        })?;
+        *self = *prev;
+        Ok(())
+    }
+
+    /// Whether [`rollback`](Self::rollback) has a model to go back to.
+    pub fn can_roll_back(&self) -> bool {
+        self.previous.is_some()
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,9 @@ pub enum SdkError {
         /// What went wrong and what to try.
         message: String,
     },
+    /// On-device fine-tuning failed (the deployed model is untouched).
+    #[error("fine-tuning: {0}")]
+    Finetune(#[from] crate::finetune::FinetuneError),
 }
 
 impl SdkError {

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod boxes;
+pub mod coco;
 pub mod coders;
 pub mod config;
 pub mod decode;
@@ -35,6 +36,7 @@ pub mod detection;
 pub mod detector;
 pub mod draw;
 pub mod error;
+pub mod finetune;
 pub mod letterbox;
 pub mod metadata;
 pub mod model;
@@ -44,7 +46,11 @@ pub mod preprocess;
 pub mod priors;
 pub mod rgb;
 pub mod source;
+pub mod targets;
 pub mod testing;
+
+#[cfg(feature = "finetune")]
+pub mod nn;
 
 pub use boxes::BBox;
 pub use coders::{bbox2distance, distance2bbox, DeltaXywhCoder};

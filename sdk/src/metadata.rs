@@ -26,6 +26,13 @@ pub const PYTORCH_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 /// ImageNet RGB std of pytorch-style backbones.
 pub const PYTORCH_STD: [f32; 3] = [58.395, 57.12, 57.375];
 
+/// Metadata key holding the head's training configuration (the trainer's
+/// `[model.head]` as JSON): on-device fine-tuning rebuilds the head from it.
+pub const HEAD_CONFIG_KEY: &str = "crosskd.head_config";
+/// Metadata key holding the FPN's configuration (JSON, with the real input
+/// channels): on-device fine-tuning rebuilds the neck from it.
+pub const NECK_CONFIG_KEY: &str = "crosskd.neck_config";
+
 /// Everything the runtime needs to know about an exported model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +89,15 @@ impl MetaError {
 }
 
 impl ModelMeta {
+    /// The input normalisation this model was trained with.
+    pub fn normalization(&self) -> crate::preprocess::Normalization {
+        crate::preprocess::Normalization {
+            mean: self.mean,
+            std: self.std,
+            to_rgb: self.to_rgb,
+        }
+    }
+
     /// Metadata with the kind's default test settings and pytorch-style
     /// normalisation (BGR → RGB, ImageNet mean/std).
     pub fn new(decode: DecodeSpec, class_names: Vec<String>, input_size: (u32, u32)) -> Self {

@@ -9,13 +9,15 @@
 pub mod backend;
 pub mod bench;
 pub mod cli;
-pub mod coders;
 pub mod config;
 pub mod data;
 pub mod distill;
 pub mod eval;
 pub mod export;
-pub mod losses;
 pub mod model;
-pub mod targets;
 pub mod train;
+
+// Shared with the SDK's on-device fine-tuning: one copy, in the SDK (feature
+// `finetune`); re-exported so trainer paths read as before.
+pub use crosskd_sdk::nn::{coders, losses};
+pub use crosskd_sdk::targets;

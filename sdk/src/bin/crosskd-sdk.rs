@@ -16,6 +16,10 @@ use crosskd_sdk::source::{open_path, FrameSource};
 use crosskd_sdk::testing::{Quant, SyntheticDetector};
 use crosskd_sdk::{CocoResult, Detector, DeviceConfig, HeadKind, Precision, SdkError, StageTimes};
 
+#[cfg(all(feature = "finetune", any()))] // TEMP until crate::onnx lands
+#[path = "crosskd-sdk/finetune.rs"]
+mod finetune;
+
 #[derive(Parser)]
 #[command(
     name = "crosskd-sdk",
@@ -35,6 +39,9 @@ enum Cmd {
     Bench(BenchArgs),
     /// Write a synthetic model in the export contract (random weights), for trying the SDK.
     SynthModel(SynthArgs),
+    /// Fine-tune the deployed model on a local labelled set (feature `finetune`).
+    #[cfg(all(feature = "finetune", any()))]
+    Finetune(finetune::FinetuneArgs),
 }
 
 #[derive(clap::Args)]
@@ -131,6 +138,8 @@ fn main() -> ExitCode {
         Cmd::Detect(a) => detect(a),
         Cmd::Bench(a) => bench(a),
         Cmd::SynthModel(a) => synth(a),
+        #[cfg(all(feature = "finetune", any()))]
+        Cmd::Finetune(a) => finetune::run(a),
     };
     match result {
         Ok(code) => code,

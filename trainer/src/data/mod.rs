@@ -1,7 +1,7 @@
 //! Data: COCO annotations → dataset → per-image transforms → batches.
 
 pub mod batch;
-pub mod coco;
+pub use crosskd_sdk::coco;
 pub mod dataset;
 pub mod loader;
 pub mod pipeline;

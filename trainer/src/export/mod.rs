@@ -132,9 +132,30 @@ pub fn export_detector<B: Backend>(
         meta.decode.kind,
         meta.decode.num_classes
     );
-    Ok(g.finish(
-        opset,
-        &doc,
-        metadata::metadata_props(meta, category_ids, "fp32"),
-    ))
+    let mut props = metadata::metadata_props(meta, category_ids, "fp32");
+    props.extend(trainable_configs(det)?);
+    Ok(g.finish(opset, &doc, props))
+}
+
+/// The FPN and head configs (JSON metadata) from which the SDK's on-device
+/// fine-tuning rebuilds the trainable part of the exported network.
+fn trainable_configs<B: Backend>(det: &Detector<B>) -> Result<Vec<(String, String)>, ExportError> {
+    let mut neck = det.config.neck.clone();
+    neck.in_channels = det
+        .neck
+        .lateral_convs
+        .iter()
+        .map(|c| c.weight.dims()[1])
+        .collect();
+    let json = |v: serde_json::Result<String>| v.map_err(|e| ExportError::Metadata(e.to_string()));
+    Ok(vec![
+        (
+            crosskd_sdk::metadata::HEAD_CONFIG_KEY.to_string(),
+            json(serde_json::to_string(&det.config.head))?,
+        ),
+        (
+            crosskd_sdk::metadata::NECK_CONFIG_KEY.to_string(),
+            json(serde_json::to_string(&neck))?,
+        ),
+    ])
 }

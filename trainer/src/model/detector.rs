@@ -8,13 +8,7 @@ use burn::prelude::*;
 use crosskd_sdk::{DecodeError, DecodeSpec, Detection, HeadKind, TestConfig};
 use serde::{Deserialize, Serialize};
 
-use super::head_loss::{
-    atss::{atss_loss, atss_targets},
-    fcos::{fcos_loss, fcos_targets_batch},
-    gfl::{gfl_loss, gfl_targets},
-    retinanet::{retinanet_loss, retinanet_targets},
-    to_vec, HeadTargets,
-};
+use super::head_loss::{to_vec, HeadTargets};
 use super::loss_dict::LossDict;
 use crate::data::{Batch, ImageMeta};
 
@@ -384,17 +378,9 @@ impl<B: Backend> Detector<B> {
 
     /// The head's GT assignment for `outputs` (priors from their level shapes).
     pub fn targets(&self, outputs: &[LevelOutput<B>], metas: &[ImageMeta]) -> HeadTargets {
-        let strides = self.config.strides();
-        match &self.config.head {
-            HeadConfig::Gfl(c) => HeadTargets::Anchors(gfl_targets(c, &strides, outputs, metas)),
-            HeadConfig::Retinanet(c) => {
-                HeadTargets::Anchors(retinanet_targets(c, &strides, outputs, metas))
-            }
-            HeadConfig::Fcos(c) => {
-                HeadTargets::Points(fcos_targets_batch(c, &strides, outputs, metas))
-            }
-            HeadConfig::Atss(c) => HeadTargets::Anchors(atss_targets(c, &strides, outputs, metas)),
-        }
+        self.config
+            .head
+            .targets(&self.config.strides(), outputs, metas)
     }
 
     /// GT losses from head outputs and their [`targets`](Self::targets).
@@ -406,13 +392,7 @@ impl<B: Backend> Detector<B> {
         outputs: &[LevelOutput<B>],
         targets: &HeadTargets,
     ) -> LossDict<B> {
-        match (&self.config.head, targets) {
-            (HeadConfig::Gfl(c), HeadTargets::Anchors(t)) => gfl_loss(c, outputs, t),
-            (HeadConfig::Retinanet(c), HeadTargets::Anchors(t)) => retinanet_loss(c, outputs, t),
-            (HeadConfig::Fcos(c), HeadTargets::Points(t)) => fcos_loss(c, outputs, t),
-            (HeadConfig::Atss(c), HeadTargets::Anchors(t)) => atss_loss(c, outputs, t),
-            _ => panic!("targets of another head family"),
-        }
+        self.config.head.loss_from_targets(outputs, targets)
     }
 
     /// Detections per image in original-image pixels, decoded by the SDK.

@@ -2,9 +2,6 @@
 
 pub mod backbone;
 pub mod detector;
-pub mod head;
-pub mod head_loss;
-pub mod heads;
-pub mod layers;
-pub mod loss_dict;
-pub mod neck;
+
+// The neck, heads and their losses live in the SDK (shared with on-device fine-tuning).
+pub use crosskd_sdk::nn::{head, head_loss, heads, layers, loss_dict, neck};
