@@ -69,6 +69,10 @@ pub struct SynthArgs {
     /// JPEG quality (1..=100).
     #[arg(long, default_value_t = 92)]
     pub jpeg_quality: u8,
+    /// Object-size multiplier on top of the image-size scaling (0.25..=4; 1 = COCO's
+    /// size mix at this image size, >1 = larger objects for tiny images).
+    #[arg(long, default_value_t = 1.0)]
+    pub object_scale: f32,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -94,6 +98,7 @@ impl SynthArgs {
                 FormatArg::Jpeg => ImageFormat::Jpeg,
             },
             jpeg_quality: self.jpeg_quality,
+            object_scale: self.object_scale,
             ..SynthConfig::default()
         }
     }
@@ -169,6 +174,8 @@ mod tests {
             "0.1",
             "--format",
             "jpeg",
+            "--object-scale",
+            "2",
         ]);
         let c = w.args.config();
         assert_eq!(
@@ -176,6 +183,7 @@ mod tests {
             (5, 1, 64, 3, 4)
         );
         assert!(c.shift && c.aspect == Aspect::Random && c.format == ImageFormat::Jpeg);
+        assert_eq!(c.object_scale, 2.0);
         assert!(Wrapper::try_parse_from(["synth", "--out", "d", "--classes", "13"]).is_err());
     }
 }

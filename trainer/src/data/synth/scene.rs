@@ -142,9 +142,11 @@ pub(crate) fn sample_layout(cfg: &SynthConfig, rng: &mut Rng, width: u32, height
     let mut placed: Vec<[f32; 4]> = Vec::new();
 
     let max_side = MAX_SIDE_FRACTION * w.min(h);
-    let min_side = (MIN_SIDE * k).max(4.0);
+    // Objects scale with the image and, on top, with `object_scale`.
+    let ko = k * cfg.object_scale;
+    let min_side = (MIN_SIDE * ko).max(4.0);
     // Area ranges of the three bins, in pixels² of this image.
-    let k2 = k * k;
+    let k2 = ko * ko;
     let bins = [
         (min_side * min_side, SMALL_AREA * k2),
         (SMALL_AREA * k2, MEDIUM_AREA * k2),
