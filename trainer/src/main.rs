@@ -1,4 +1,5 @@
-//! `crosskd`: train, distil, evaluate, benchmark and export dense detectors.
+//! `crosskd`: train, distil, evaluate, benchmark and export dense detectors;
+//! `crosskd quickstart` runs the whole pipeline on the synthetic benchmark.
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ pub mod eval_onnx;
 pub mod export;
 pub mod predict;
 pub mod quantize;
+pub mod quickstart;
 pub mod synth;
 pub mod train;
 
@@ -40,6 +41,9 @@ pub enum Command {
     Quantize(quantize::QuantizeArgs),
     /// COCO mAP of an exported ONNX model run by the SDK runtime.
     EvalOnnx(eval_onnx::EvalOnnxArgs),
+    /// The whole pipeline on the synthetic benchmark in ~10 minutes: teacher, baseline and
+    /// CrossKD students, export, int8, SDK, summary.
+    Quickstart(quickstart::QuickstartArgs),
     /// Benchmarks (`bench train-step ...`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => export::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::EvalOnnx(a) => eval_onnx::run(a),
+        Command::Quickstart(a) => quickstart::run(a),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
