@@ -17,7 +17,7 @@ use crate::detection::Detection;
 use crate::error::{chain, Result, SdkError};
 use crate::letterbox::{Fit, Letterbox};
 use crate::metadata::ModelMeta;
-use crate::model::OnnxModel;
+use crate::model::{OnnxModel, Profile};
 use crate::postprocess::{postprocess, TestConfig};
 use crate::preprocess::Normalization;
 use crate::rgb::as_rgb8;
@@ -218,6 +218,14 @@ impl Detector {
             .into_iter()
             .map(|d| d.with_label(&meta.class_names))
             .collect())
+    }
+
+    /// Per-node inference times on `img` over `runs` runs: where the `infer`
+    /// stage of [`StageTimes`] goes. See [`OnnxModel::profile`].
+    pub fn profile(&mut self, img: &DynamicImage, runs: usize) -> Result<Profile> {
+        self.network_input(img)?;
+        self.model
+            .profile(TValue::from_const(self.input.clone()), runs)
     }
 
     /// Converts an image the way [`detect`](Self::detect) does and returns the

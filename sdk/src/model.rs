@@ -253,8 +253,102 @@ impl OnnxModel {
     /// Runs the plan on one input; outputs come level by level
     /// (`cls_score`, `bbox_pred`[, `centerness`]).
     pub fn run(&mut self, input: TValue) -> Result<TVec<TValue>> {
-        self.state
+        let out = self
+            .state
             .run(tvec![input])
-            .map_err(|e| SdkError::Inference(chain(&e)))
+            .map_err(|e| SdkError::Inference(chain(&e)));
+        clear_upper_vector_state();
+        out
     }
+}
+
+/// tract 0.23's AVX/AVX-512 matmul kernels return without `vzeroupper`, leaving
+/// the upper halves of the vector registers dirty. On Intel cores every legacy-SSE
+/// instruction that follows (the SDK's scalar float code and libm's `expf`, both
+/// SSE-encoded for baseline x86-64) then pays a merge penalty until the state is
+/// cleared. Suspected cause of the post-processing measured 12× slower on a Xeon
+/// (Sapphire Rapids) than on the AMD development machine with the same binary,
+/// dominated by `exp` (halving the `exp` calls halved it); not yet re-measured
+/// there with this fix. One instruction per frame; nothing on other targets.
+#[inline]
+fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: AVX is present (checked above); `vzeroupper` only zeroes bits
+        // 128 and up of the vector registers, which hold no live value between
+        // tract's run and the code that follows.
+        unsafe { std::arch::x86_64::_mm256_zeroupper() }
+    }
+}
+
+/// Where inference time goes: [`OnnxModel::profile`]'s result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Median wall time of a whole (instrumented) run, in milliseconds.
+    pub run_ms: f64,
+    /// Every evaluated node, in plan order.
+    pub nodes: Vec<NodeTime>,
+}
+
+/// Wall time of one plan node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeTime {
+    /// Node name in the optimised plan (`Conv:head.reg_pred.l0.matmatmul`, …).
+    pub node: String,
+    /// tract op name (`OptMatMul`, `Pad`, …).
+    pub op: String,
+    /// Median over the profiled runs, in milliseconds.
+    pub ms: f64,
+    /// tract's description of the node (shapes, matmul kernel).
+    pub info: Vec<String>,
+}
+
+impl OnnxModel {
+    /// Runs the plan `runs` times on `input`, timing every node (wall time,
+    /// median per node). For finding where the `infer` stage goes
+    /// (`crosskd-sdk bench --profile`); each run is slightly slower than
+    /// [`run`](Self::run).
+    pub fn profile(&mut self, input: TValue, runs: usize) -> Result<Profile> {
+        let runs = runs.max(1);
+        let mut samples: Vec<Vec<f64>> =
+            vec![Vec::with_capacity(runs); self.plan.model().nodes().len()];
+        let mut totals = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = std::time::Instant::now();
+            self.state
+                .run_plan_with_eval(tvec![input.clone()], |ctx, state, node, inputs| {
+                    let t = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+                    samples[node.id].push(t.elapsed().as_secs_f64() * 1e3);
+                    out
+                })
+                .map_err(|e| SdkError::Inference(chain(&e)))?;
+            totals.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let model = self.plan.model();
+        let nodes = self
+            .plan
+            .order_without_consts()
+            .iter()
+            .filter_map(|&id| {
+                let node = model.node(id);
+                Some(NodeTime {
+                    node: node.name.clone(),
+                    op: node.op().name().to_string(),
+                    ms: median(std::mem::take(&mut samples[id]))?,
+                    info: node.op().info().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Profile {
+            run_ms: median(totals).unwrap_or(0.0),
+            nodes,
+        })
+    }
+}
+
+/// Median of `v`; `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }

@@ -92,6 +92,9 @@ struct BenchArgs {
     /// Image to run on; default: a synthetic 640×480 frame.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Also time every plan node over this many runs and print where inference goes.
+    #[arg(long, default_value_t = 0)]
+    profile: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -380,10 +383,12 @@ fn detect(a: DetectArgs) -> Result<ExitCode, SdkError> {
 }
 
 /// Median and 95th percentile in milliseconds.
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
+/// Median, 95th percentile and minimum in milliseconds (the minimum is the
+/// least disturbed run on a busy machine).
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (pick(0.5), pick(0.95))
+    (pick(0.5), pick(0.95), v[0])
 }
 
 fn bench(a: BenchArgs) -> Result<ExitCode, SdkError> {
@@ -413,13 +418,14 @@ fn bench(a: BenchArgs) -> Result<ExitCode, SdkError> {
         a.warmup
     );
     println!(
-        "{:>7} {:>9} | {:>15} | {:>15} | {:>15} | {:>15} | {:>7}",
+        "{:>7} {:>9} | {:>15} | {:>15} | {:>15} | {:>15} | {:>9} | {:>7}",
         "threads",
         "precision",
         "pre med/p95 ms",
         "infer med/p95",
         "post med/p95",
         "total med/p95",
+        "total min",
         "FPS"
     );
     for &t in &threads {
@@ -441,7 +447,7 @@ fn bench(a: BenchArgs) -> Result<ExitCode, SdkError> {
         let post = col(|s| s.post);
         let tot = col(|s| s.total());
         println!(
-            "{t:>7} {:>9} | {:>7.2} {:>7.2} | {:>7.2} {:>7.2} | {:>7.2} {:>7.2} | {:>7.2} {:>7.2} | {:>7.1}",
+            "{t:>7} {:>9} | {:>7.2} {:>7.2} | {:>7.2} {:>7.2} | {:>7.2} {:>7.2} | {:>7.2} {:>7.2} | {:>9.2} | {:>7.1}",
             det.precision().map_or("?".into(), |p| p.to_string()),
             pre.0,
             pre.1,
@@ -451,10 +457,52 @@ fn bench(a: BenchArgs) -> Result<ExitCode, SdkError> {
             post.1,
             tot.0,
             tot.1,
+            tot.2,
             1e3 / tot.0
         );
+        if a.profile > 0 {
+            print_profile(&det.profile(&img, a.profile)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Inference time by op kind, then the slowest nodes with tract's description
+/// (shapes, matmul kernel).
+fn print_profile(p: &crosskd_sdk::model::Profile) {
+    let total: f64 = p.nodes.iter().map(|n| n.ms).sum();
+    println!(
+        "  profile: run median {:.2} ms; {} nodes, sum of node medians {total:.2} ms",
+        p.run_ms,
+        p.nodes.len()
+    );
+    let mut by_op: Vec<(&str, f64, usize)> = Vec::new();
+    for n in &p.nodes {
+        match by_op.iter_mut().find(|(op, _, _)| *op == n.op) {
+            Some(e) => {
+                e.1 += n.ms;
+                e.2 += 1;
+            }
+            None => by_op.push((&n.op, n.ms, 1)),
+        }
+    }
+    by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (op, ms, count) in by_op.iter().take(12) {
+        println!(
+            "    {op:<28} {ms:>8.2} ms {:>5.1}%  ({count} nodes)",
+            100.0 * ms / total
+        );
+    }
+    let mut slow: Vec<_> = p.nodes.iter().collect();
+    slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    for n in slow.iter().take(12) {
+        let what = n
+            .info
+            .iter()
+            .find(|l| l.starts_with("Mult:"))
+            .map_or("", String::as_str);
+        println!("    {:>8.3} ms  {:<16} {} {what}", n.ms, n.op, n.node);
+    }
 }
 
 fn synth(a: SynthArgs) -> Result<ExitCode, SdkError> {

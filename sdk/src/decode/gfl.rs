@@ -20,15 +20,24 @@ use crate::priors::shift_anchor;
 /// The softmax subtracts the maximum first (as PyTorch does), so large logits are safe.
 /// Returns 0 for an empty slice.
 pub fn integral(logits: &[f32]) -> f32 {
+    let mut exps = logits.to_vec();
+    integral_in_place(&mut exps)
+}
+
+/// [`integral`] with `logits` as scratch (overwritten by the exponentials): no
+/// allocation, and each `exp` computed once — the arithmetic and its order are
+/// [`integral`]'s, so the result is bit-identical.
+pub(crate) fn integral_in_place(logits: &mut [f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
-    for &l in logits {
-        sum += (l - max).exp();
+    for l in logits.iter_mut() {
+        *l = (*l - max).exp();
+        sum += *l;
     }
     logits
         .iter()
         .enumerate()
-        .map(|(j, &l)| (l - max).exp() / sum * j as f32)
+        .map(|(j, &e)| e / sum * j as f32)
         .sum()
 }
 
@@ -55,7 +64,7 @@ pub(crate) fn decode_boxes(
                 for (j, l) in logits.iter_mut().enumerate() {
                     *l = bbox_pred[(side * bins + j) * hw + p.cell];
                 }
-                integral(&logits) * stride
+                integral_in_place(&mut logits) * stride
             });
             distance2bbox([cx, cy], dist, Some(img_shape))
         })

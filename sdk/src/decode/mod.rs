@@ -130,9 +130,13 @@ pub(crate) fn decode_checked_level(
         cfg.score_thr,
         cfg.nms_pre,
     );
-    let positions: Vec<PriorPos> = cands
+    // A prior often passes for several classes: decode each prior's box once.
+    let mut priors: Vec<usize> = cands.iter().map(|c| c.prior).collect();
+    priors.sort_unstable();
+    priors.dedup();
+    let positions: Vec<PriorPos> = priors
         .iter()
-        .map(|c| PriorPos::new(c.prior, a, level.width))
+        .map(|&p| PriorPos::new(p, a, level.width))
         .collect();
     let boxes: Vec<BBox> = match (spec.kind, &spec.anchors, &spec.coder) {
         (HeadKind::Gfl, Some(anchors), _) => gfl::decode_boxes(
@@ -167,15 +171,18 @@ pub(crate) fn decode_checked_level(
     };
     cands
         .iter()
-        .zip(positions)
-        .zip(boxes)
-        .map(|((c, p), bbox)| RawDetection {
-            bbox,
-            score: c.score,
-            class_id: c.class_id,
-            score_factor: level
-                .centerness
-                .map(|ctr| sigmoid(ctr[p.anchor * hw + p.cell])),
+        .map(|c| {
+            // `priors` holds every candidate's prior, sorted.
+            let k = priors.binary_search(&c.prior).unwrap_or_default();
+            let p = positions[k];
+            RawDetection {
+                bbox: boxes[k],
+                score: c.score,
+                class_id: c.class_id,
+                score_factor: level
+                    .centerness
+                    .map(|ctr| sigmoid(ctr[p.anchor * hw + p.cell])),
+            }
         })
         .collect()
 }
