@@ -179,6 +179,18 @@ impl ApRow {
             ap75: s.stats[2],
         }
     }
+
+    /// `| name | AP | AP50 | AP75 |` (×100), the start of a markdown row.
+    fn cells(&self) -> String {
+        let pct = |v: f64| 100.0 * v;
+        format!(
+            "| {} | {:.1} | {:.1} | {:.1} |",
+            self.name,
+            pct(self.ap),
+            pct(self.ap50),
+            pct(self.ap75)
+        )
+    }
 }
 
 /// One trained model in the summary.
@@ -501,7 +513,6 @@ fn write_summary(s: &Summary, out: &Path) -> anyhow::Result<()> {
 /// The summary as markdown tables (AP ×100, as the papers print it).
 pub fn markdown(s: &Summary) -> String {
     use std::fmt::Write as _;
-    let pct = |v: f64| format!("{:.1}", 100.0 * v);
     let d = &s.dataset;
     let mut m = String::new();
     let _ = writeln!(m, "# CrossKD quickstart\n");
@@ -514,16 +525,7 @@ pub fn markdown(s: &Summary) -> String {
     let _ = writeln!(m, "| model | AP | AP50 | AP75 | iters | train s |");
     let _ = writeln!(m, "|---|---|---|---|---|---|");
     for r in &s.models {
-        let _ = writeln!(
-            m,
-            "| {} | {} | {} | {} | {} | {:.0} |",
-            r.ap.name,
-            pct(r.ap.ap),
-            pct(r.ap.ap50),
-            pct(r.ap.ap75),
-            r.iters,
-            r.train_s
-        );
+        let _ = writeln!(m, "{} {} | {:.0} |", r.ap.cells(), r.iters, r.train_s);
     }
     let _ = writeln!(
         m,
@@ -539,11 +541,8 @@ pub fn markdown(s: &Summary) -> String {
     for r in &s.deploy {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {:.2} | {:.1} | {:.1} |",
-            r.ap.name,
-            pct(r.ap.ap),
-            pct(r.ap.ap50),
-            pct(r.ap.ap75),
+            "{} {:.2} | {:.1} | {:.1} |",
+            r.ap.cells(),
             r.size_mb,
             r.infer_ms,
             r.total_ms
