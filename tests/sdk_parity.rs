@@ -1,6 +1,7 @@
 //! The edge SDK against the trainer, end to end (issue 6, "Must show"): train a
 //! tiny student on generated data, export it with the trainer's export code
-//! (fp32, then int8 QOperator calibrated on the training images), run the SDK's
+//! (`crosskd export`, then `crosskd quantize`: int8 QOperator calibrated on the
+//! training images, both called as functions), run the SDK's
 //! `Detector` on the validation image files and compare with the trainer's
 //! `predict` (`predict_dataset`, what `crosskd predict` runs) on the same images.
 //!
@@ -21,22 +22,26 @@
 //! and asserts a minimum number of compared detections so it can never pass
 //! vacuously.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crosskd_sdk::coco::CocoDetection;
 use crosskd_sdk::{Detection, Detector, DeviceConfig, HeadKind, Precision, TestConfig};
 use crosskd_trainer::backend::{Flex, FlexAutodiff};
+use crosskd_trainer::cli::export::export_checkpoint;
+use crosskd_trainer::cli::quantize::quantize_file;
 use crosskd_trainer::config::TrainConfig;
 use crosskd_trainer::data::synth::{generate, Aspect, SynthConfig};
 use crosskd_trainer::eval::inference::predict_dataset;
-use crosskd_trainer::export::quantize::calib_data::CalibSet;
-use crosskd_trainer::export::quantize::{quantize, QuantizeOptions};
-use crosskd_trainer::export::runner::write_model;
-use crosskd_trainer::export::source::ExportSource;
-use crosskd_trainer::export::{export_detector, DEFAULT_OPSET};
+use crosskd_trainer::export::quantize::QuantizeOptions;
+use crosskd_trainer::export::DEFAULT_OPSET;
 use crosskd_trainer::train::checkpoint::{latest, load_detector};
 use crosskd_trainer::train::runner::{load_data, train, RunOptions};
+
+use common::tiny_config;
 
 /// Score threshold of the comparison, per head kind: the tiny students score
 /// every `(prior, class)` pair near the focal prior 0.01, so this cuts a part of
@@ -221,45 +226,13 @@ fn train_tiny(kind: HeadKind) -> Trained {
         HeadKind::Gfl => "gn_groups = 4\nreg_max = 4",
         _ => "gn_groups = 4",
     };
-    let text = format!(
-        r#"
-work_dir = "{w}"
-[model.backbone]
-depth = 18
-width_mult = 0.125
-[model.neck]
-out_channels = 16
-[model.head]
-type = "{kind}"
-num_classes = 3
-in_channels = 16
-feat_channels = 16
-stacked_convs = 1
-{head_extra}
-[data]
-train_ann = "{d}/train.json"
-train_images = "{d}/train"
-val_ann = "{d}/val.json"
-val_images = "{d}/val"
-batch_size = 4
-[data.train_pipeline]
-scales = [[64, 64]]
-flip_prob = 0.5
-[data.val_pipeline]
-scales = [[64, 64]]
-[schedule]
-iters = 6
-base_lr = 0.02
-eval_interval = 1000
-checkpoint_interval = 6
-log_interval = 6
-[schedule.warmup]
-iters = 2
-"#,
-        w = work.display(),
-        d = data.display(),
+    let head = format!(
+        "type = \"{kind}\"\nnum_classes = 3\nin_channels = 16\nfeat_channels = 16\n\
+         stacked_convs = 1\n{head_extra}"
     );
-    let cfg = TrainConfig::from_toml(&text, Path::new("sdk_parity.toml")).unwrap();
+    let schedule = "iters = 6\nbase_lr = 0.02\neval_interval = 1000\ncheckpoint_interval = 6\n\
+                    log_interval = 6\n[schedule.warmup]\niters = 2";
+    let (cfg, text) = tiny_config(&data, &work, &head, schedule);
     let opts = RunOptions {
         resume: false,
         progress: false,
@@ -315,36 +288,24 @@ fn sdk_detect(model: &Path, t: &Trained, test_cfg: TestConfig) -> HashMap<u64, V
 }
 
 fn parity(kind: HeadKind) {
+    // burn's RNG is process-wide (training, and every model load draws from it
+    // for the initialisation it then overwrites) and the four tests run on
+    // parallel threads: one at a time, so each run is seeded and reproducible.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = train_tiny(kind);
-    let src = ExportSource::load(&t.ckpt, None).unwrap();
-    let (w, h) = src.default_input_size();
+    // `crosskd export` and `crosskd quantize` (QOperator, minmax) as functions.
+    let fp32_path = t.root.join("student.onnx");
+    let export = export_checkpoint(&t.ckpt, None, &fp32_path, None, DEFAULT_OPSET, true).unwrap();
     assert_eq!(
-        (w, h),
+        export.meta.input_size,
         (64, 64),
         "the export must see the trainer's padded batch"
     );
-    let meta = src.meta((w, h));
-    let fp32 = export_detector(
-        &src.detector,
-        &meta,
-        &src.header.category_ids,
-        DEFAULT_OPSET,
-    )
-    .unwrap();
-    let fp32_path = t.root.join("student.onnx");
-    write_model(&fp32_path, &fp32).unwrap();
-    let mut calib = CalibSet::from_path(&t.root.join("data/train"), None, 8, &meta).unwrap();
-    let n = calib.len();
-    let (int8, _) = quantize(
-        &fp32,
-        n,
-        &mut |i| calib.input(i),
-        &QuantizeOptions::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
     let int8_path = t.root.join("student.int8.onnx");
-    write_model(&int8_path, &int8).unwrap();
+    let calib = t.root.join("data/train");
+    let opts = QuantizeOptions::default();
+    quantize_file(&fp32_path, &calib, None, 8, &opts, &int8_path, false).unwrap();
 
     let base = TestConfig {
         score_thr: score_thr(kind),

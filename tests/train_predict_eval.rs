@@ -3,6 +3,8 @@
 //! evaluation reproduces the AP the training loop recorded; resume continues
 //! from the checkpoint without repeating iterations.
 
+mod common;
+
 use std::path::PathBuf;
 
 use crosskd_trainer::backend::{Flex, FlexAutodiff};
@@ -14,49 +16,16 @@ use crosskd_trainer::eval::inference::predict_dataset;
 use crosskd_trainer::train::checkpoint::{latest, load_detector};
 use crosskd_trainer::train::runner::{load_data, train, RunOptions};
 
+use common::tiny_config;
+
 fn config(data: &std::path::Path, work: &std::path::Path, iters: usize) -> (TrainConfig, String) {
-    let d = data.display();
-    let text = format!(
-        r#"
-work_dir = "{w}"
-[model.backbone]
-depth = 18
-width_mult = 0.125
-[model.neck]
-out_channels = 16
-[model.head]
-type = "atss"
-num_classes = 3
-in_channels = 16
-feat_channels = 16
-stacked_convs = 1
-gn_groups = 4
-[data]
-train_ann = "{d}/train.json"
-train_images = "{d}/train"
-val_ann = "{d}/val.json"
-val_images = "{d}/val"
-batch_size = 4
-[data.train_pipeline]
-scales = [[64, 64]]
-flip_prob = 0.5
-[data.val_pipeline]
-scales = [[64, 64]]
-[schedule]
-iters = {iters}
-base_lr = 0.01
-eval_interval = 2
-checkpoint_interval = 2
-log_interval = 1
-[schedule.warmup]
-iters = 2
-"#,
-        w = work.display()
+    let head = "type = \"atss\"\nnum_classes = 3\nin_channels = 16\nfeat_channels = 16\n\
+                stacked_convs = 1\ngn_groups = 4";
+    let schedule = format!(
+        "iters = {iters}\nbase_lr = 0.01\neval_interval = 2\ncheckpoint_interval = 2\n\
+         log_interval = 1\n[schedule.warmup]\niters = 2"
     );
-    (
-        TrainConfig::from_toml(&text, std::path::Path::new("e2e.toml")).unwrap(),
-        text,
-    )
+    tiny_config(data, work, head, &schedule)
 }
 
 #[test]
