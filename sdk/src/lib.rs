@@ -41,6 +41,7 @@ pub mod letterbox;
 pub mod metadata;
 pub mod model;
 pub mod nms;
+pub mod onnx;
 pub mod postprocess;
 pub mod preprocess;
 pub mod priors;

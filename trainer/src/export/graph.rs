@@ -20,6 +20,9 @@
 
 use std::collections::HashMap;
 
+pub use crosskd_sdk::onnx::tensor::{
+    attr_int, f32_tensor, raw_tensor, tensor_f32, value_info_shape,
+};
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
@@ -28,16 +31,6 @@ use tract_onnx::pb::{
 
 /// ONNX IR version written (ONNX 1.8+ readers, opset 13..=21).
 pub const IR_VERSION: i64 = 8;
-
-/// Integer attribute.
-pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
 
 /// Float attribute.
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
@@ -69,43 +62,6 @@ pub fn attr_string(name: &str, v: &str) -> AttributeProto {
     }
 }
 
-/// A named tensor initializer of element type `dtype` holding `raw` little-endian bytes.
-pub fn raw_tensor(name: &str, dims: &[usize], dtype: DataType, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: dtype as i32,
-        raw_data: raw,
-        ..Default::default()
-    }
-}
-
-/// A float tensor initializer.
-pub fn f32_tensor(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
-    raw_tensor(
-        name,
-        dims,
-        DataType::Float,
-        data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    )
-}
-
-/// The float values of an initializer (`raw_data` or `float_data`), if it is float.
-pub fn tensor_f32(t: &TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != DataType::Float as i32 {
-        return None;
-    }
-    if !t.float_data.is_empty() {
-        return Some(t.float_data.clone());
-    }
-    Some(
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-    )
-}
-
 /// A value info of a float tensor with a fully static shape.
 pub fn f32_value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
     let dim = shape
@@ -126,20 +82,6 @@ pub fn f32_value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
         }),
         ..Default::default()
     }
-}
-
-/// The static dims of a value info (`None` when a dim is symbolic or absent).
-pub fn value_info_shape(v: &ValueInfoProto) -> Option<Vec<usize>> {
-    let type_proto::Value::TensorType(t) = v.r#type.as_ref()?.value.as_ref()?;
-    t.shape
-        .as_ref()?
-        .dim
-        .iter()
-        .map(|d| match d.value {
-            Some(tensor_shape_proto::dimension::Value::DimValue(v)) if v >= 0 => Some(v as usize),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Accumulates nodes, initializers and graph inputs/outputs.
@@ -285,9 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn tensors_round_trip() {
-        let t = f32_tensor("a", &[2], &[1.5, -2.0]);
-        assert_eq!(tensor_f32(&t).unwrap(), vec![1.5, -2.0]);
+    fn value_infos_round_trip() {
         let v = f32_value_info("x", &[1, 3, 4, 5]);
         assert_eq!(value_info_shape(&v).unwrap(), vec![1, 3, 4, 5]);
     }

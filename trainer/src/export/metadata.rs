@@ -12,16 +12,12 @@
 //! assert_eq!(ModelMeta::from_json(json).unwrap(), meta);
 //! ```
 
+pub use crosskd_sdk::onnx::props::{get_prop, set_prop, META_KEY, PRECISION_KEY};
 use crosskd_sdk::ModelMeta;
 use serde_json::json;
-use tract_onnx::pb::{ModelProto, StringStringEntryProto};
+use tract_onnx::pb::ModelProto;
 
 use super::ExportError;
-
-/// The authoritative metadata key: the SDK's `ModelMeta` JSON.
-pub const META_KEY: &str = "crosskd.meta";
-/// `fp32` or `int8`.
-pub const PRECISION_KEY: &str = "crosskd.precision";
 
 /// All `crosskd.*` entries for `meta`; `category_ids` maps labels to COCO ids.
 pub fn metadata_props(
@@ -64,26 +60,6 @@ pub fn metadata_props(
     ];
     props.sort_by_key(|(k, _)| *k != META_KEY);
     props.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// The value of `key` in a model's `metadata_props`.
-pub fn get_prop<'a>(model: &'a ModelProto, key: &str) -> Option<&'a str> {
-    model
-        .metadata_props
-        .iter()
-        .find(|e| e.key == key)
-        .map(|e| e.value.as_str())
-}
-
-/// Set (replace or append) `key` in a model's `metadata_props`.
-pub fn set_prop(model: &mut ModelProto, key: &str, value: &str) {
-    match model.metadata_props.iter_mut().find(|e| e.key == key) {
-        Some(e) => e.value = value.to_string(),
-        None => model.metadata_props.push(StringStringEntryProto {
-            key: key.into(),
-            value: value.into(),
-        }),
-    }
 }
 
 /// Parse the `crosskd.meta` entry of a model; errors say what is missing or wrong.

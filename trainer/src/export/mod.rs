@@ -10,6 +10,9 @@
 //! * [`runner`]: tract runner used by tests, calibration and `eval-onnx`;
 //! * [`quantize`]: static post-training quantization (QOperator or QDQ).
 //!
+//! [`runner`] and [`quantize`] are the SDK's [`crosskd_sdk::onnx`] modules,
+//! re-exported here: the board re-quantizes fine-tuned models with the same code.
+//!
 //! ```no_run
 //! use crosskd_trainer::export::{export_detector, runner::write_model, source::ExportSource};
 //! let src = ExportSource::load("latest.ckpt".as_ref(), Some("cfg.toml".as_ref())).unwrap();
@@ -23,9 +26,9 @@ pub mod detector_graph;
 pub mod graph;
 pub mod input_size;
 pub mod metadata;
-pub mod quantize;
-pub mod runner;
 pub mod source;
+
+pub use crosskd_sdk::onnx::{quantize, runner};
 
 use std::path::PathBuf;
 
@@ -89,20 +92,12 @@ pub enum ExportError {
         /// Cause.
         source: std::io::Error,
     },
-    /// Not a protobuf ONNX model.
-    #[error("{path}: not an ONNX model ({why})")]
-    NotOnnx {
-        /// The file.
-        path: PathBuf,
-        /// Decoder message.
-        why: String,
-    },
     /// Missing or invalid `crosskd.*` metadata.
     #[error("metadata: {0}")]
     Metadata(String),
-    /// tract failed to load or run the graph.
-    #[error("tract: {0}")]
-    Tract(String),
+    /// Reading, writing or running an ONNX model (not a model, tract failures).
+    #[error(transparent)]
+    Onnx(#[from] crosskd_sdk::onnx::OnnxError),
 }
 
 /// Check an opset number.

@@ -7,13 +7,17 @@
 //! `keep_float_outputs` the head's final predictor convs stay in float — they
 //! set the scores and box offsets directly, so their rounding costs the most AP.
 //!
+//! Plain Rust over tract (no burn), so the board can re-quantize a fine-tuned
+//! fp32 model itself; the trainer's `crosskd quantize` runs the same code.
+//!
 //! ```no_run
-//! use crosskd_trainer::export::quantize::{quantize, QuantizeOptions};
-//! use crosskd_trainer::export::runner::read_model;
-//! let fp32 = read_model("student.onnx".as_ref()).unwrap();
+//! use crosskd_sdk::onnx::quantize::{quantize, QuantizeOptions};
+//! use crosskd_sdk::onnx::runner::read_model;
+//! let fp32 = read_model("student.onnx".as_ref())?;
 //! let mut input = |_i: usize| Ok(vec![0.0f32; 3 * 320 * 320]);
-//! let (int8, summary) = quantize(&fp32, 8, &mut input, &QuantizeOptions::default(), &mut |_, _| {}).unwrap();
+//! let (int8, summary) = quantize(&fp32, 8, &mut input, &QuantizeOptions::default(), &mut |_, _| {})?;
 //! println!("{summary}");
+//! # Ok::<(), crosskd_sdk::onnx::quantize::QuantizeError>(())
 //! ```
 
 pub mod calib_data;
@@ -30,8 +34,8 @@ use std::str::FromStr;
 use serde_json::json;
 use tract_onnx::pb::ModelProto;
 
-use super::metadata::{get_prop, set_prop, PRECISION_KEY};
-use super::ExportError;
+use super::props::{get_prop, set_prop, PRECISION_KEY};
+use super::OnnxError;
 
 /// How calibration turns observed activations into ranges.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,9 +152,9 @@ impl fmt::Display for QuantizeSummary {
 /// Why quantization failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
-    /// Loading or running the model.
+    /// Reading, loading or running the model.
     #[error(transparent)]
-    Export(#[from] ExportError),
+    Onnx(#[from] OnnxError),
     /// No usable calibration images.
     #[error("calibration: {0}")]
     NoCalibrationImages(String),
@@ -185,10 +189,7 @@ pub fn quantize(
             "the model is already int8: quantize the fp32 export".into(),
         ));
     }
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| QuantizeError::Graph("the model has no graph".into()))?;
+    let graph = plan::model_graph(model)?;
     let idx = plan::GraphIndex::new(graph);
     let plans = plan::plan_convs(&idx, opts.keep_float_outputs)?;
     let tensors = plan::calibration_tensors(&plans);

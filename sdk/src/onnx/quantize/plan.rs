@@ -4,9 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tract_onnx::pb::{GraphProto, TensorProto};
+use tract_onnx::pb::{GraphProto, ModelProto, TensorProto};
 
 use super::QuantizeError;
+
+/// The graph of `model`; an error when it has none.
+pub fn model_graph(model: &ModelProto) -> Result<&GraphProto, QuantizeError> {
+    model
+        .graph
+        .as_ref()
+        .ok_or_else(|| QuantizeError::Graph("the model has no graph".into()))
+}
 
 /// Lookups over a graph.
 pub struct GraphIndex<'a> {

@@ -7,7 +7,7 @@
 //! (see `shared/notes/dependencies.md`), and tract's i8 kernel is the faster one.
 //!
 //! ```
-//! use crosskd_trainer::export::quantize::params::QParams;
+//! use crosskd_sdk::onnx::quantize::params::QParams;
 //! // A post-ReLU range [0, 2.55]: zero maps to -128, 2.55 to 127.
 //! let p = QParams::from_range(0.0, 2.55);
 //! assert_eq!(p.zero_point, -128);

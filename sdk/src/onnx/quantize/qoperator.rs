@@ -15,9 +15,9 @@ use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, 
 
 use super::calibrate::Range;
 use super::params::{quantize_bias, quantize_weight, QParams};
-use super::plan::{ConvPlan, GraphIndex};
+use super::plan::{model_graph, ConvPlan, GraphIndex};
 use super::QuantizeError;
-use crate::export::graph::{f32_tensor, raw_tensor, tensor_f32};
+use crate::onnx::tensor::{f32_tensor, raw_tensor, tensor_f32};
 
 /// Int8 scalar initializer.
 pub(crate) fn i8_tensor(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
@@ -86,8 +86,7 @@ pub(crate) fn quantized_weight(
         return Ok(());
     }
     let t = idx.inits[weight];
-    let w = tensor_f32(t)
-        .ok_or_else(|| QuantizeError::Graph(format!("weight `{weight}` is not float")))?;
+    let w = tensor_f32(t)?;
     let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
     let m = dims[0];
     let q = quantize_weight(&w, m);
@@ -194,8 +193,7 @@ impl Writer<'_> {
             yz,
         ];
         if let Some(b) = &plan.bias {
-            let bias = tensor_f32(self.idx.inits[b.as_str()])
-                .ok_or_else(|| QuantizeError::Graph(format!("bias `{b}` is not float")))?;
+            let bias = tensor_f32(self.idx.inits[b.as_str()])?;
             let name = format!("{}_bias_quantized", plan.output);
             let q = quantize_bias(&bias, xp.scale, &w.scales);
             self.inits.push(i32_tensor(&name, &[q.len()], &q));
@@ -219,10 +217,7 @@ pub fn to_qoperator(
     plans: &[ConvPlan],
     ranges: &HashMap<String, Range>,
 ) -> Result<ModelProto, QuantizeError> {
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| QuantizeError::Graph("the model has no graph".into()))?;
+    let graph = model_graph(model)?;
     let idx = GraphIndex::new(graph);
     let by_node: HashMap<usize, &ConvPlan> = plans.iter().map(|p| (p.node, p)).collect();
     let fused: HashSet<usize> = plans

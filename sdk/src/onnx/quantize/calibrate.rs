@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use tract_onnx::pb::{ModelProto, ValueInfoProto};
 
 use super::{CalibMethod, QuantizeError};
-use crate::export::runner::{NamedOutput, OnnxRunner};
+use crate::onnx::runner::{NamedOutput, OnnxRunner};
 
 /// Histogram bins per tensor.
 const BINS: usize = 2048;

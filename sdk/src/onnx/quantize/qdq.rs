@@ -10,12 +10,12 @@ use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 
 use super::calibrate::Range;
 use super::params::{quantize_bias, QParams};
-use super::plan::{ConvPlan, GraphIndex};
+use super::plan::{model_graph, ConvPlan, GraphIndex};
 use super::qoperator::{
     i32_tensor, i8_tensor, node, prune_initializers, quantized_weight, tensor_params, QWeightNames,
 };
 use super::QuantizeError;
-use crate::export::graph::{attr_int, f32_tensor, tensor_f32};
+use crate::onnx::tensor::{attr_int, f32_tensor, tensor_f32};
 
 /// Rewrite `model` (fp32) into its QDQ int8 form.
 pub fn to_qdq(
@@ -23,10 +23,7 @@ pub fn to_qdq(
     plans: &[ConvPlan],
     ranges: &HashMap<String, Range>,
 ) -> Result<ModelProto, QuantizeError> {
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| QuantizeError::Graph("the model has no graph".into()))?;
+    let graph = model_graph(model)?;
     let idx = GraphIndex::new(graph);
     // Tensor → (params) for every quantized activation; ReLU-fused outputs start at 0.
     let mut qt: HashMap<String, QParams> = HashMap::new();
@@ -98,8 +95,7 @@ pub fn to_qdq(
             }
             n.input[1] = wdq;
             if let Some(b) = &plan.bias {
-                let bias = tensor_f32(idx.inits[b.as_str()])
-                    .ok_or_else(|| QuantizeError::Graph(format!("bias `{b}` is not float")))?;
+                let bias = tensor_f32(idx.inits[b.as_str()])?;
                 let xs = qt[&plan.input].scale;
                 let q = quantize_bias(&bias, xs, &w.scales);
                 let m = q.len();
