@@ -16,7 +16,7 @@ use crosskd_sdk::source::{open_path, FrameSource};
 use crosskd_sdk::testing::{Quant, SyntheticDetector};
 use crosskd_sdk::{CocoResult, Detector, DeviceConfig, HeadKind, Precision, SdkError, StageTimes};
 
-#[cfg(all(feature = "finetune", any()))] // TEMP until crate::onnx lands
+#[cfg(feature = "finetune")]
 #[path = "crosskd-sdk/finetune.rs"]
 mod finetune;
 
@@ -40,7 +40,7 @@ enum Cmd {
     /// Write a synthetic model in the export contract (random weights), for trying the SDK.
     SynthModel(SynthArgs),
     /// Fine-tune the deployed model on a local labelled set (feature `finetune`).
-    #[cfg(all(feature = "finetune", any()))]
+    #[cfg(feature = "finetune")]
     Finetune(finetune::FinetuneArgs),
 }
 
@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         Cmd::Detect(a) => detect(a),
         Cmd::Bench(a) => bench(a),
         Cmd::SynthModel(a) => synth(a),
-        #[cfg(all(feature = "finetune", any()))]
+        #[cfg(feature = "finetune")]
         Cmd::Finetune(a) => finetune::run(a),
     };
     match result {

@@ -102,30 +102,30 @@ impl LocalSet {
     }
 
     /// Loads a COCO instances file and its images. Local categories are
-    /// matched to the model's classes by name (then by COCO id through
-    /// `category_ids`, when the model has them); any problem — malformed JSON,
+    /// matched to the model's classes by name (ids differ between datasets;
+    /// names are what a person labelling frames picks); any problem — malformed JSON,
     /// a missing or corrupt image, an unknown category, a bad box — rejects the
     /// whole set with a message naming the file and entry.
     pub fn from_coco(
         ann: &Path,
         images: &Path,
         class_names: &[String],
-        category_ids: &[u64],
     ) -> Result<Self, FinetuneError> {
         let gt = load_gt(ann).map_err(|e| FinetuneError::Data(e.to_string()))?;
         let mut label_of = HashMap::new();
         for c in &gt.categories {
-            let by_name = class_names.iter().position(|n| *n == c.name);
-            let by_id = || category_ids.iter().position(|&id| id == c.id);
-            let label = by_name.or_else(by_id).ok_or_else(|| {
-                FinetuneError::Data(format!(
-                    "{}: category {} `{}` is not one of the model's classes {:?}",
-                    ann.display(),
-                    c.id,
-                    c.name,
-                    class_names
-                ))
-            })?;
+            let label = class_names
+                .iter()
+                .position(|n| *n == c.name)
+                .ok_or_else(|| {
+                    FinetuneError::Data(format!(
+                        "{}: category {} `{}` is not one of the model's classes {:?}",
+                        ann.display(),
+                        c.id,
+                        c.name,
+                        class_names
+                    ))
+                })?;
             label_of.insert(c.id, label);
         }
         let mut per_image: HashMap<u64, Vec<usize>> = HashMap::new();

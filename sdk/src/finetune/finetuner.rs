@@ -157,7 +157,6 @@ pub struct Finetuner {
     quant: Option<QuantizeOptions>,
     meta: ModelMeta,
     configs: NetConfigs,
-    category_ids: Vec<u64>,
     cfg: FinetuneConfig,
 }
 
@@ -220,16 +219,12 @@ impl Finetuner {
                 meta.class_names.len()
             )));
         }
-        let category_ids = get_prop(&fp32, "crosskd.category_ids")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
         let quant = int8.map(quant_options);
         Ok(Self {
             fp32,
             quant,
             meta,
             configs,
-            category_ids,
             cfg: cfg.clone(),
         })
     }
@@ -246,7 +241,7 @@ impl Finetuner {
 
     /// Loads a local COCO set with this model's classes.
     pub fn load_coco(&self, ann: &Path, images: &Path) -> Result<LocalSet, FinetuneError> {
-        LocalSet::from_coco(ann, images, &self.meta.class_names, &self.category_ids)
+        LocalSet::from_coco(ann, images, &self.meta.class_names)
     }
 
     /// [`run`](Self::run) on burn-flex (the default CPU backend).
@@ -338,14 +333,14 @@ impl Finetuner {
         };
 
         let mut optim = SgdConfig::new()
-            .with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay)))
+            .with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)))
             .with_momentum(Some(MomentumConfig {
                 momentum: cfg.momentum,
                 dampening: 0.0,
                 nesterov: false,
             }))
             .with_gradient_clipping(
-                (cfg.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(cfg.grad_clip)),
+                (cfg.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(cfg.grad_clip)),
             )
             .init::<B, TrainNet<B>>();
         let mut order = Shuffler::new(items.len(), cfg.seed);

@@ -27,20 +27,20 @@ pub use config::FinetuneConfig;
 
 #[cfg(feature = "finetune")]
 pub mod data;
-#[cfg(all(feature = "finetune", any()))] // TEMP until crate::onnx lands
+#[cfg(feature = "finetune")]
 pub mod features;
-#[cfg(all(feature = "finetune", any()))] // TEMP until crate::onnx lands
+#[cfg(feature = "finetune")]
 pub mod finetuner;
 #[cfg(feature = "finetune")]
 pub mod kd;
 #[cfg(feature = "finetune")]
 pub mod net;
-#[cfg(all(feature = "finetune", any()))] // TEMP until crate::onnx lands
+#[cfg(feature = "finetune")]
 pub mod weights;
 
 #[cfg(feature = "finetune")]
 pub use data::{LocalSet, Sample};
-#[cfg(all(feature = "finetune", any()))]
+#[cfg(feature = "finetune")]
 pub use finetuner::{
     fp32_sibling, FinetuneOutcome, FinetuneReport, Finetuner, Progress, Stage, StopReason,
 };

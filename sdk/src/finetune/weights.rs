@@ -64,7 +64,7 @@ impl<B: Backend> Slot<'_, B> {
 pub fn visit<B: Backend>(
     net: &mut TrainNet<B>,
     num_levels: usize,
-    f: &mut dyn FnMut(&[String], Slot<'_, B>) -> Result<(), FinetuneError>,
+    f: &mut Visitor<'_, B>,
 ) -> Result<(), FinetuneError> {
     if let Some(neck) = net.neck.as_mut() {
         for (i, c) in neck.lateral_convs.iter_mut().enumerate() {
@@ -74,12 +74,7 @@ pub fn visit<B: Backend>(
             conv(&format!("neck.fpn_convs.{i}"), c, f)?;
         }
     }
-    let (cls, reg, preds, scales): (
-        _,
-        _,
-        Vec<(&str, &mut Conv2d<B>)>,
-        Option<&mut Vec<Scale<B>>>,
-    ) = match &mut net.head {
+    let (cls, reg, preds, scales): HeadParts<'_, B> = match &mut net.head {
         Head::Gfl(h) => (
             &mut h.cls_convs,
             &mut h.reg_convs,
@@ -128,6 +123,14 @@ pub fn visit<B: Backend>(
     }
     Ok(())
 }
+
+/// The towers, the named predictor convs and the level Scales of a head.
+type HeadParts<'a, B> = (
+    &'a mut Tower<B>,
+    &'a mut Tower<B>,
+    Vec<(&'static str, &'a mut Conv2d<B>)>,
+    Option<&'a mut Vec<Scale<B>>>,
+);
 
 type Visitor<'f, B> = dyn FnMut(&[String], Slot<'_, B>) -> Result<(), FinetuneError> + 'f;
 

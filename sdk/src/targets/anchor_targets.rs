@@ -44,7 +44,7 @@ impl AnchorTargets {
 /// Turn an assignment into per-anchor targets.
 ///
 /// ```
-/// use crosskd_trainer::targets::{anchor_targets::anchor_targets, assign_result::AssignResult};
+/// use crosskd_sdk::targets::{anchor_targets::anchor_targets, assign_result::AssignResult};
 /// let assign = AssignResult {
 ///     gt_inds: vec![1, AssignResult::NEGATIVE, AssignResult::IGNORE],
 ///     max_overlaps: vec![0.8, 0.1, 0.45],

@@ -12,7 +12,7 @@
 /// IoU whose exact meaning is assigner-specific (see each assigner's docs).
 ///
 /// ```
-/// use crosskd_trainer::targets::assign_result::AssignResult;
+/// use crosskd_sdk::targets::assign_result::AssignResult;
 /// let r = AssignResult {
 ///     gt_inds: vec![1, AssignResult::NEGATIVE, AssignResult::IGNORE, 0],
 ///     max_overlaps: vec![0.7, 0.1, 0.45, 0.6],
@@ -139,7 +139,7 @@ pub fn num_valid_per_level(valid: &[bool], num_level_priors: &[usize]) -> Vec<us
 /// per-GT maximum.
 ///
 /// ```
-/// use crosskd_trainer::targets::assign_result::{assign_with_valid_flags, AssignResult};
+/// use crosskd_sdk::targets::assign_result::{assign_with_valid_flags, AssignResult};
 /// let valid = [true, false, true];
 /// let r = assign_with_valid_flags(&valid, |idx| {
 ///     assert_eq!(idx, &[0, 2]);

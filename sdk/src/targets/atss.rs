@@ -23,7 +23,7 @@ const MIN_CENTER_MARGIN: f32 = 0.01;
 /// `ignore_iof_thr`).
 ///
 /// ```
-/// use crosskd_trainer::targets::{assign_result::AssignResult, atss::AtssAssigner};
+/// use crosskd_sdk::targets::{assign_result::AssignResult, atss::AtssAssigner};
 /// // One level: two 8x8 anchors tiling the GT, one far away. topk 2 → candidates
 /// // a0, a1 (both 4 px from the GT centre), IoUs 0.5 and 0.5 → thr 0.5 + 0 → both
 /// // positive (their centres lie inside the GT).
@@ -160,7 +160,7 @@ impl AtssAssigner {
     /// come back as [`AssignResult::IGNORE`].
     ///
     /// ```
-    /// use crosskd_trainer::targets::{assign_result::AssignResult, atss::AtssAssigner};
+    /// use crosskd_sdk::targets::{assign_result::AssignResult, atss::AtssAssigner};
     /// let anchors = [[0.0, 0.0, 8.0, 8.0], [100.0, 100.0, 108.0, 108.0]];
     /// let r = AtssAssigner::default().assign_valid(&anchors, &[2], &[true, false], &[]);
     /// assert_eq!(r.gt_inds, vec![AssignResult::NEGATIVE, AssignResult::IGNORE]);

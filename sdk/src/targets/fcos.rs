@@ -93,7 +93,7 @@ pub fn ltrb_from_point(x: f32, y: f32, gt: &BBox) -> [f32; 4] {
 /// evaluates it on positives. Scale-invariant, so normalised targets give the same.
 ///
 /// ```
-/// use crosskd_trainer::targets::fcos::centerness_target;
+/// use crosskd_sdk::targets::fcos::centerness_target;
 /// assert_eq!(centerness_target(&[5.0, 5.0, 5.0, 5.0]), 1.0);
 /// // l/r = 1/4, t/b = 1 → sqrt(0.25) = 0.5
 /// assert_eq!(centerness_target(&[2.0, 3.0, 8.0, 3.0]), 0.5);
@@ -111,7 +111,7 @@ pub fn centerness_target(ltrb: &[f32; 4]) -> f32 {
 /// 0.5: `((x + 0.5)·s, (y + 0.5)·s)`); `gt_labels[g] < cfg.num_classes`.
 ///
 /// ```
-/// use crosskd_trainer::targets::fcos::{fcos_targets, FcosTargetConfig};
+/// use crosskd_sdk::targets::fcos::{fcos_targets, FcosTargetConfig};
 /// let cfg = FcosTargetConfig {
 ///     strides: vec![8.0],
 ///     regress_ranges: vec![(-1.0, 64.0)],

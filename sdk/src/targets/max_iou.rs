@@ -19,7 +19,7 @@ use super::assign_result::{assign_with_valid_flags, gather, AssignResult};
 /// on, `gt_max_assign_all` on.
 ///
 /// ```
-/// use crosskd_trainer::targets::{assign_result::AssignResult, max_iou::MaxIouAssigner};
+/// use crosskd_sdk::targets::{assign_result::AssignResult, max_iou::MaxIouAssigner};
 /// let gts = [[0.0, 0.0, 10.0, 10.0]];
 /// let anchors = [
 ///     [0.0, 0.0, 10.0, 12.0],  // IoU 100/120 = 0.83 → positive

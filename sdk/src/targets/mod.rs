@@ -8,7 +8,7 @@
 //! [`anchor_targets::anchor_targets`].
 //!
 //! ```
-//! use crosskd_trainer::targets::{anchor_targets::anchor_targets, atss::AtssAssigner};
+//! use crosskd_sdk::targets::{anchor_targets::anchor_targets, atss::AtssAssigner};
 //! let anchors = [[0.0, 0.0, 8.0, 8.0], [8.0, 0.0, 16.0, 8.0], [32.0, 0.0, 40.0, 8.0]];
 //! let valid = [true, true, true];
 //! let gts = [[0.0, 0.0, 16.0, 8.0]];

@@ -119,7 +119,11 @@ pub fn run(a: FinetuneArgs) -> Result<ExitCode, SdkError> {
         r.iters_done,
         r.stopped,
         r.wall_s,
-        if r.cached_features { "cached" } else { "recomputed per step" },
+        if r.cached_features {
+            "cached"
+        } else {
+            "recomputed per step"
+        },
         r.feature_cache_mb,
         peak_memory().unwrap_or_else(|| "n/a".into())
     );

@@ -32,7 +32,7 @@ fn row4<B: Backend>(v: [f32; 4], device: &B::Device) -> Tensor<B, 2> {
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::coders::delta_xywh::{decode, default_max_ratio, RETINANET_STDS, ZERO_MEANS};
+/// use crosskd_sdk::nn::coders::delta_xywh::{decode, default_max_ratio, RETINANET_STDS, ZERO_MEANS};
 /// let dev = Default::default();
 /// let anchors = Tensor::<Flex, 2>::from_floats([[0.0, 0.0, 10.0, 20.0]], &dev);
 /// let deltas = Tensor::<Flex, 2>::from_floats([[0.1, 0.2, 2f32.ln(), 0.0]], &dev);

@@ -14,7 +14,7 @@ pub const BBOX2DISTANCE_EPS: f32 = 0.1;
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::coders::distance2bbox;
+/// use crosskd_sdk::nn::coders::distance2bbox;
 /// let dev = Default::default();
 /// let p = Tensor::<Flex, 2>::from_floats([[5.0, 5.0]], &dev);
 /// let d = Tensor::<Flex, 2>::from_floats([[1.0, 2.0, 3.0, 4.0]], &dev);

@@ -14,7 +14,7 @@ use burn::tensor::{activation::softmax, backend::Backend, Tensor};
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::coders::integral;
+/// use crosskd_sdk::nn::coders::integral;
 /// let dev = Default::default();
 /// // uniform logits over 0..=16 → expectation 8 on every side
 /// let d = integral(Tensor::<Flex, 2>::zeros([1, 68], &dev), 16);

@@ -6,6 +6,6 @@ pub mod conv_module;
 pub mod scale;
 
 pub use batch_norm::{EvalBatchNorm2d, EvalBatchNorm2dConfig};
-pub use conv::{conv2d, ConvInit};
+pub use conv::{conv2d, conv_forward, ConvInit};
 pub use conv_module::{ConvModule, ConvModuleConfig};
 pub use scale::Scale;

@@ -15,7 +15,7 @@ use super::reduce::weight_reduce_rows;
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::binary_cross_entropy_with_logits;
+/// use crosskd_sdk::nn::losses::binary_cross_entropy_with_logits;
 /// let dev = Default::default();
 /// let x = Tensor::<Flex, 1>::from_floats([0.0, 0.0], &dev);
 /// let t = Tensor::<Flex, 1>::from_floats([0.2, 0.9], &dev);

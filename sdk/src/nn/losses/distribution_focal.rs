@@ -42,7 +42,7 @@ pub fn distribution_focal_loss_elementwise<B: Backend>(
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::distribution_focal_loss;
+/// use crosskd_sdk::nn::losses::distribution_focal_loss;
 /// let dev = Default::default();
 /// let logits = Tensor::<Flex, 2>::from_floats([[0.0, 0.0, 0.0]], &dev); // R = 2
 /// let y = Tensor::<Flex, 1>::from_floats([0.25], &dev);

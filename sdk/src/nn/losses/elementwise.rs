@@ -17,7 +17,7 @@ use burn::tensor::{activation::log_sigmoid, backend::Backend, Bool, Int, Tensor}
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::elementwise::bce_with_logits;
+/// use crosskd_sdk::nn::losses::elementwise::bce_with_logits;
 /// let dev = Default::default();
 /// let x = Tensor::<Flex, 1>::from_floats([0.0, 50.0], &dev);
 /// let t = Tensor::<Flex, 1>::from_floats([0.5, 0.0], &dev);

@@ -49,7 +49,7 @@ pub fn sigmoid_focal_loss_elementwise<B: Backend>(
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::{Int, Tensor};
-/// use crosskd_trainer::losses::{sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
+/// use crosskd_sdk::nn::losses::{sigmoid_focal_loss, FOCAL_ALPHA, FOCAL_GAMMA};
 /// let dev = Default::default();
 /// let logits = Tensor::<Flex, 2>::from_floats([[0.0, 0.0], [0.0, 0.0]], &dev);
 /// let labels = Tensor::<Flex, 1, Int>::from_ints([0, 2], &dev); // 2 = background

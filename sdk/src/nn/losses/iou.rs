@@ -125,7 +125,7 @@ fn all_weights_non_positive<B: Backend>(weight: &Option<Tensor<B, 1>>) -> bool {
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::giou_loss;
+/// use crosskd_sdk::nn::losses::giou_loss;
 /// let dev = Default::default();
 /// let a = Tensor::<Flex, 2>::from_floats([[0.0, 0.0, 1.0, 1.0]], &dev);
 /// let b = Tensor::<Flex, 2>::from_floats([[2.0, 2.0, 3.0, 3.0]], &dev);

@@ -33,7 +33,7 @@ pub fn kd_quality_focal_loss_elementwise<B: Backend>(
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::kd_quality_focal_loss;
+/// use crosskd_sdk::nn::losses::kd_quality_focal_loss;
 /// let dev = Default::default();
 /// let x = Tensor::<Flex, 2>::from_floats([[0.0, 3.0]], &dev);
 /// // identical logits: |σ(x) − σ(t)| = 0 → loss 0

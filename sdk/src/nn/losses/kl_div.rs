@@ -53,7 +53,7 @@ pub fn kl_div_rows<B: Backend>(
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::{knowledge_distillation_kl_div_loss, ClassReduction};
+/// use crosskd_sdk::nn::losses::{knowledge_distillation_kl_div_loss, ClassReduction};
 /// let dev = Default::default();
 /// let x = Tensor::<Flex, 2>::from_floats([[0.0, 0.0]], &dev);
 /// let t = Tensor::<Flex, 2>::from_floats([[3f32.ln(), 0.0]], &dev); // p = [3/4, 1/4]

@@ -36,7 +36,7 @@ pub fn smooth_l1_loss_elementwise<B: Backend, const D: usize>(
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::l1_loss;
+/// use crosskd_sdk::nn::losses::l1_loss;
 /// let dev = Default::default();
 /// let p = Tensor::<Flex, 2>::from_floats([[1.0, 2.0, 3.0, 4.0]], &dev);
 /// let t = Tensor::<Flex, 2>::from_floats([[0.0, 2.0, 5.0, 4.5]], &dev);

@@ -44,7 +44,7 @@ pub fn channel_standardise<B: Backend>(feat: Tensor<B, 4>) -> Tensor<B, 4> {
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::pkd_loss;
+/// use crosskd_sdk::nn::losses::pkd_loss;
 /// let dev = Default::default();
 /// let s = Tensor::<Flex, 4>::from_floats([[[[1.0, 2.0], [3.0, 4.0]]]], &dev);
 /// // an affine copy (positive scale) has identical standardisation → loss ≈ 0

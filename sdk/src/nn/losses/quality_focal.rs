@@ -42,7 +42,7 @@ pub fn quality_focal_loss_rows<B: Backend>(
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::{Int, Tensor};
-/// use crosskd_trainer::losses::quality_focal_loss;
+/// use crosskd_sdk::nn::losses::quality_focal_loss;
 /// let dev = Default::default();
 /// let logits = Tensor::<Flex, 2>::from_floats([[0.0, 0.0]], &dev);
 /// let labels = Tensor::<Flex, 1, Int>::from_ints([1], &dev);

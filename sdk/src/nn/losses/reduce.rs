@@ -20,7 +20,7 @@ pub const AVG_FACTOR_EPS: f32 = f32::EPSILON;
 /// ```
 /// use burn::backend::Flex;
 /// use burn::tensor::Tensor;
-/// use crosskd_trainer::losses::weight_reduce_loss;
+/// use crosskd_sdk::nn::losses::weight_reduce_loss;
 /// let dev = Default::default();
 /// let loss = Tensor::<Flex, 2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &dev);
 /// let w = Tensor::<Flex, 2>::from_floats([[1.0], [0.0]], &dev);

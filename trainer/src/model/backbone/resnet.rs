@@ -9,7 +9,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::model::layers::{conv2d, ConvInit, EvalBatchNorm2d, EvalBatchNorm2dConfig};
+use crate::model::layers::{
+    conv2d, conv_forward, ConvInit, EvalBatchNorm2d, EvalBatchNorm2dConfig,
+};
 
 /// Where the stride-2 of a bottleneck sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -240,10 +242,11 @@ impl<B: Backend> Block<B> {
     /// Residual block forward.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(ds) => ds.bn.forward(ds.conv.forward(x.clone())),
+            Some(ds) => ds.bn.forward(conv_forward(&ds.conv, x.clone())),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
+        // conv_forward: caffe-style bottlenecks put the stride on the 1×1 conv1.
+        let mut y = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
         y = self.bn2.forward(self.conv2.forward(y));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
             y = bn3.forward(conv3.forward(relu(y)));

@@ -1,0 +1,161 @@
+//! The CUDA backend computes what burn-flex computes: detector outputs, every
+//! GT loss component and every parameter's gradient, for all four detectors,
+//! from the same weights and batch. Needs `--features cuda` and a GPU (run by
+//! `trainer/benches/gpu/device_run.sh` on a lent machine); prints the worst
+//! mismatch per tensor so a failure names the op path to look at.
+#![cfg(feature = "cuda")]
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use crosskd_sdk::HeadKind;
+use crosskd_trainer::backend::{Cuda, Flex};
+use crosskd_trainer::data::{Batch, ImageMeta};
+use crosskd_trainer::model::detector::{Detector, DetectorConfig};
+use crosskd_trainer::model::head::HeadConfig;
+
+type A = burn::backend::Autodiff<Flex>;
+type C = burn::backend::Autodiff<Cuda>;
+
+fn tiny(kind: HeadKind) -> DetectorConfig {
+    let mut cfg = DetectorConfig::preset(kind, 18, 4);
+    cfg.backbone.width_mult = 0.25;
+    cfg.backbone.frozen_stages = -1;
+    cfg.neck.out_channels = 16;
+    match &mut cfg.head {
+        HeadConfig::Gfl(h) => (h.in_channels, h.feat_channels, h.gn_groups) = (16, 16, 4),
+        HeadConfig::Retinanet(h) => (h.in_channels, h.feat_channels) = (16, 16),
+        HeadConfig::Fcos(h) => (h.in_channels, h.feat_channels, h.gn_groups) = (16, 16, 4),
+        HeadConfig::Atss(h) => (h.in_channels, h.feat_channels, h.gn_groups) = (16, 16, 4),
+    }
+    cfg
+}
+
+fn batch<B: Backend>(device: &B::Device) -> Batch<B> {
+    let n = 2 * 3 * 96 * 64;
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    Batch {
+        images: Tensor::from_data(TensorData::new(data, [2, 3, 96, 64]), device),
+        metas: vec![
+            ImageMeta::new(
+                0,
+                96,
+                64,
+                vec![[4.0, 8.0, 40.0, 60.0], [30.0, 50.0, 62.0, 90.0]],
+                vec![1, 3],
+            ),
+            ImageMeta::new(1, 70, 64, vec![[10.0, 10.0, 50.0, 30.0]], vec![0]),
+        ],
+    }
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+/// Every float parameter's gradient, in module order (`None`: no gradient).
+struct Grads<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    out: Vec<Option<Vec<f32>>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Grads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.out.push(param.val().grad(self.grads).map(host));
+    }
+}
+
+/// `max |a - b| / max(|b|, 1e-6)`.
+fn rel(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+fn run<B: AutodiffBackend>(
+    cfg: &DetectorConfig,
+    bytes: Vec<u8>,
+    device: &B::Device,
+) -> (Vec<Vec<f32>>, Vec<(String, f32)>, Vec<Option<Vec<f32>>>) {
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let det: Detector<B> = cfg
+        .init(device)
+        .unwrap()
+        .load_record(recorder.load(bytes, device).unwrap());
+    let b = batch::<B>(device);
+    let outs = det.forward(b.images.clone());
+    let mut flat = Vec::new();
+    for o in &outs {
+        flat.push(host(o.cls_score.clone()));
+        flat.push(host(o.bbox_pred.clone()));
+        if let Some(c) = &o.centerness {
+            flat.push(host(c.clone()));
+        }
+    }
+    let losses = det.loss_from_outputs(&outs, &b.metas);
+    let values = losses.values();
+    let grads = losses.total().backward();
+    let mut v = Grads::<B> {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    det.visit(&mut v);
+    (flat, values, v.out)
+}
+
+#[test]
+fn cuda_matches_flex_outputs_losses_and_gradients() {
+    let mut failures = Vec::new();
+    for kind in [
+        HeadKind::Gfl,
+        HeadKind::RetinaNet,
+        HeadKind::Fcos,
+        HeadKind::Atss,
+    ] {
+        let cfg = tiny(kind);
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let fresh: Detector<Flex> = cfg.init(&Default::default()).unwrap();
+        let bytes = recorder.record(fresh.into_record(), ()).unwrap();
+        let (fo, fl, fg) = run::<A>(&cfg, bytes.clone(), &Default::default());
+        let (co, cl, cg) = run::<C>(&cfg, bytes, &Default::default());
+        let worst_out = fo
+            .iter()
+            .zip(&co)
+            .map(|(a, b)| rel(b, a))
+            .fold(0.0, f32::max);
+        eprintln!("{kind:?}: outputs max rel err {worst_out:.2e}");
+        if worst_out > 1e-3 {
+            failures.push(format!("{kind:?} outputs {worst_out:e}"));
+        }
+        for ((name, a), (_, b)) in fl.iter().zip(&cl) {
+            let e = (a - b).abs() / a.abs().max(1e-6);
+            eprintln!("{kind:?}: {name} flex {a:.6} cuda {b:.6} (rel {e:.2e})");
+            if !(e <= 1e-3) {
+                failures.push(format!("{kind:?} {name}: flex {a} cuda {b}"));
+            }
+        }
+        for (i, (a, b)) in fg.iter().zip(&cg).enumerate() {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let e = rel(b, a);
+                    if !(e <= 1e-2) {
+                        eprintln!(
+                            "{kind:?}: grad of param #{i} ({} values) rel err {e:.2e}",
+                            a.len()
+                        );
+                        failures.push(format!("{kind:?} grad #{i}: {e:e}"));
+                    }
+                }
+                (None, None) => {}
+                _ => failures.push(format!("{kind:?} grad #{i}: present on one backend only")),
+            }
+        }
+        eprintln!("{kind:?}: {} parameter gradients compared", fg.len());
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
