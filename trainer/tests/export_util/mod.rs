@@ -68,8 +68,15 @@ impl ModuleMapper<Flex> for Jitter {
     }
 }
 
-/// `cfg`'s detector with jittered parameters.
+/// Serialises [`randomized`]: burn's RNG is process-wide and tests run in parallel.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `cfg`'s detector with jittered parameters, the same on every run (seeded;
+/// every parameter is drawn inside the lock, since `map` materialises the lazy
+/// initialisers), so int8 error bounds are checked on a fixed network.
 pub fn randomized(cfg: &DetectorConfig) -> Detector<Flex> {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    <Flex as Backend>::seed(&Default::default(), 2024);
     let det: Detector<Flex> = cfg.init(&Default::default()).unwrap();
     det.map(&mut Jitter)
 }
