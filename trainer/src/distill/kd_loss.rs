@@ -179,8 +179,11 @@ fn fcos_kd<B: Backend>(
     n: usize,
 ) {
     let device = p.cls.device();
-    // MMDet leaves `centerness_denorm` undefined for a batch without positives;
-    // its 1e-6 floor would blow the KD up ×1e6 there, so such batches use 1.
+    // Deliberate deviation for a batch without positives: the spec (§3.4) and
+    // crosskd_fcos.py compute the denominator before their `len(pos_inds) > 0`
+    // test, so it is the 1e-6 floor there and both KD terms blow up ×1e6 (stock
+    // FCOSHead only defines it inside that test); such batches use 1 here.
+    // tests/kd_loss_reference.rs asserts this is the only difference.
     let denorm = if tg.num_pos() > 0 {
         tg.centerness_denorm()
     } else {
