@@ -8,6 +8,8 @@
 use burn::module::Param;
 use burn::prelude::*;
 
+use super::batch_broadcast::channel_vector;
+
 /// Configuration of an [`EvalBatchNorm2d`].
 #[derive(Config, Debug)]
 pub struct EvalBatchNorm2dConfig {
@@ -66,9 +68,9 @@ impl<B: Backend> EvalBatchNorm2d<B> {
 
     /// Normalise an `[N, C, H, W]` tensor.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let c = self.gamma.dims()[0];
+        let n = x.dims()[0];
         let (scale, shift) = self.scale_shift();
-        x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
+        x * channel_vector(scale, n) + channel_vector(shift, n)
     }
 }
 

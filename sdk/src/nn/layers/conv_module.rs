@@ -8,6 +8,7 @@ use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::batch_broadcast::group_norm;
 use super::conv::{conv2d, ConvInit};
 
 /// Configuration of a [`ConvModule`].
@@ -63,7 +64,7 @@ impl<B: Backend> ConvModule<B> {
     pub fn forward_pre_act(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.conv.forward(x);
         match &self.gn {
-            Some(gn) => gn.forward(y),
+            Some(gn) => group_norm(gn, y),
             None => y,
         }
     }

@@ -3,6 +3,8 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::nn::layers::repeat_over_batch;
+
 /// eps added to the per-channel std (PKD standardisation and CrossKD alignment).
 pub const STD_EPS: f32 = 1e-6;
 
@@ -33,7 +35,9 @@ pub fn channel_mean_std<B: Backend>(feat: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor
 /// Per-channel standardisation `Z = (F − μ_c) / (σ_c + 1e-6)` over `(N, H, W)` with unbiased
 /// σ; gradients flow through μ and σ.
 pub fn channel_standardise<B: Backend>(feat: Tensor<B, 4>) -> Tensor<B, 4> {
+    let n = feat.dims()[0];
     let (mean, std) = channel_mean_std(feat.clone());
+    let (mean, std) = (repeat_over_batch(mean, n), repeat_over_batch(std, n));
     feat.sub(mean).div(std.add_scalar(STD_EPS))
 }
 
@@ -73,8 +77,11 @@ pub fn align_to<B: Backend>(student: Tensor<B, 4>, teacher: Tensor<B, 4>) -> Ten
         teacher.dims()[1],
         "statistic alignment needs equal channel counts"
     );
+    let n = student.dims()[0];
     let (mean_t, std_t) = channel_mean_std(teacher.detach());
-    channel_standardise(student).mul(std_t).add(mean_t)
+    channel_standardise(student)
+        .mul(repeat_over_batch(std_t, n))
+        .add(repeat_over_batch(mean_t, n))
 }
 
 #[cfg(test)]
