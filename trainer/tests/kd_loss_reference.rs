@@ -38,124 +38,19 @@
 //! values equal them × (1e-6 + ε)/(1 + ε) (ε = f32 eps, added to every
 //! avg_factor), i.e. that the normaliser is the only difference.
 
-use std::path::PathBuf;
-
 use burn::prelude::*;
-use burn::tensor::{Device, TensorData};
+use burn::tensor::Device;
 use crosskd_sdk::HeadKind;
-use crosskd_trainer::data::ImageMeta;
 use crosskd_trainer::distill::{prediction_kd_losses, DistillMode, KdSettings};
 use crosskd_trainer::losses::pkd_loss;
 use crosskd_trainer::model::head::HeadConfig;
 use crosskd_trainer::model::heads::{
-    AtssHeadConfig, FcosHeadConfig, GflHeadConfig, LevelOutput, RetinaHeadConfig,
+    AtssHeadConfig, FcosHeadConfig, GflHeadConfig, RetinaHeadConfig,
 };
 use serde_json::Value;
 
-type B = burn::backend::Flex;
-
-/// Allowed relative difference between the f32 Rust loss and the f64 reference.
-const REL_TOL: f64 = 1e-4;
-/// Allowed magnitude of a component the reference says is exactly zero.
-const ZERO_TOL: f64 = 1e-7;
-
-fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/kd_loss")
-        .join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-fn usize_vec(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("unsigned integer") as usize)
-        .collect()
-}
-
-fn pair(v: &Value) -> (usize, usize) {
-    let p = usize_vec(v);
-    assert_eq!(p.len(), 2, "expected an (h, w) pair");
-    (p[0], p[1])
-}
-
-/// `{"shape": [N, C, H, W], "scale": s, "q": [...]}` → NCHW tensor of `q · s`.
-fn tensor(v: &Value, device: &Device<B>) -> Tensor<B, 4> {
-    let shape = usize_vec(&v["shape"]);
-    let scale = v["scale"].as_f64().expect("scale") as f32;
-    let data: Vec<f32> = v["q"]
-        .as_array()
-        .expect("q")
-        .iter()
-        .map(|x| x.as_i64().expect("integer") as f32 * scale)
-        .collect();
-    assert_eq!(data.len(), shape.iter().product::<usize>(), "tensor size");
-    Tensor::from_data(
-        TensorData::new(data, [shape[0], shape[1], shape[2], shape[3]]),
-        device,
-    )
-}
-
-fn metas(fx: &Value) -> Vec<ImageMeta> {
-    fx["images"]
-        .as_array()
-        .expect("images")
-        .iter()
-        .enumerate()
-        .map(|(i, im)| {
-            let gt_boxes: Vec<[f32; 4]> = im["gt_bboxes"]
-                .as_array()
-                .expect("gt_bboxes")
-                .iter()
-                .map(|b| {
-                    let c: Vec<f32> = b
-                        .as_array()
-                        .expect("box")
-                        .iter()
-                        .map(|x| x.as_f64().expect("coordinate") as f32)
-                        .collect();
-                    [c[0], c[1], c[2], c[3]]
-                })
-                .collect();
-            ImageMeta {
-                image_id: i as u64,
-                img_shape: pair(&im["img_shape"]),
-                pad_shape: pair(&im["pad_shape"]),
-                scale_factor: (1.0, 1.0),
-                gt_boxes,
-                gt_labels: usize_vec(&im["gt_labels"]),
-                gt_ignore: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-/// Per-level head outputs under `key` ("reused" or "teacher").
-fn outputs(fx: &Value, key: &str, device: &Device<B>) -> Vec<LevelOutput<B>> {
-    let batch = pair(&fx["batch_shape"]);
-    let n = fx["images"].as_array().expect("images").len();
-    let levels: Vec<LevelOutput<B>> = fx[key]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .map(|o| LevelOutput {
-            cls_score: tensor(&o["cls_score"], device),
-            bbox_pred: tensor(&o["bbox_pred"], device),
-            centerness: o.get("centerness").map(|c| tensor(c, device)),
-        })
-        .collect();
-    // The feature maps are those of the padded batch (P3 = ceil(H/8), halving after).
-    let (mut h, mut w) = (batch.0.div_ceil(8), batch.1.div_ceil(8));
-    for l in &levels {
-        let [ln, _, lh, lw] = l.cls_score.dims();
-        assert_eq!((ln, lh, lw), (n, h, w), "{key} level shape");
-        (h, w) = (h.div_ceil(2), w.div_ceil(2));
-    }
-    levels
-}
+mod loss_fixture;
+use loss_fixture::*;
 
 fn features(fx: &Value, key: &str, device: &Device<B>) -> Vec<Tensor<B, 4>> {
     fx[key]
@@ -163,15 +58,6 @@ fn features(fx: &Value, key: &str, device: &Device<B>) -> Vec<Tensor<B, 4>> {
         .expect("features")
         .iter()
         .map(|t| tensor(t, device))
-        .collect()
-}
-
-fn strides(fx: &Value) -> Vec<f32> {
-    fx["strides"]
-        .as_array()
-        .expect("strides")
-        .iter()
-        .map(|s| s.as_f64().expect("stride") as f32)
         .collect()
 }
 
@@ -259,7 +145,7 @@ fn check(name: &str, fx: &Value, got: &[(String, f32)], factor: impl Fn(&str) ->
 
 fn run(det: &str, case: &str) {
     let name = format!("{det}_{case}");
-    let fx = fixture(&name);
+    let fx = fixture("kd_loss", &name);
     assert_eq!(fx["detector"], det);
     let device = Default::default();
     let metas = metas(&fx);
