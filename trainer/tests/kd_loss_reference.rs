@@ -99,50 +99,6 @@ fn check_weights(name: &str, fx: &Value, s: &KdSettings) {
     }
 }
 
-/// Compare every expected component (each scaled by `factor(key)` first, which
-/// is 1 except for the documented FCOS no-positive deviation).
-fn check(name: &str, fx: &Value, got: &[(String, f32)], factor: impl Fn(&str) -> f64) {
-    let expected = fx["expected"].as_object().expect("expected");
-    let keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
-    assert_eq!(
-        keys.len(),
-        expected.len(),
-        "{name}: components {keys:?} vs expected {:?}",
-        expected.keys().collect::<Vec<_>>()
-    );
-    let mut failures = Vec::new();
-    for (key, want) in expected {
-        let want = want.as_f64().expect("expected value") * factor(key);
-        let got = got
-            .iter()
-            .find(|(k, _)| k == key)
-            .unwrap_or_else(|| panic!("{name}: missing component {key}"))
-            .1 as f64;
-        let (ok, diff) = if want == 0.0 {
-            (got.abs() <= ZERO_TOL, got.abs())
-        } else {
-            let rel = (got - want).abs() / want.abs();
-            (rel <= REL_TOL, rel)
-        };
-        eprintln!(
-            "{name:26} {key:15} rust {got:>13.7} reference {want:>13.7} {} {diff:.2e}",
-            if want == 0.0 { "abs" } else { "rel" }
-        );
-        if !ok || !got.is_finite() {
-            failures.push(format!(
-                "{key}: rust {got} vs reference {want} ({diff:.3e})"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{name} ({}): {}\ninfo: {}",
-        fx["description"],
-        failures.join("; "),
-        fx["info"]
-    );
-}
-
 fn run(det: &str, case: &str) {
     let name = format!("{det}_{case}");
     let fx = fixture("kd_loss", &name);

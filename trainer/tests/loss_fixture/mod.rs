@@ -131,3 +131,48 @@ pub fn strides(fx: &Value) -> Vec<f32> {
         .map(|s| s.as_f64().expect("stride") as f32)
         .collect()
 }
+
+/// Compare every component of `fx["expected"]` (each scaled by `factor(key)` first) with the
+/// Rust values `got`: relative `REL_TOL`, or `ZERO_TOL` where the reference is exactly 0.
+/// Prints each measured difference; fails listing every mismatch.
+pub fn check(name: &str, fx: &Value, got: &[(String, f32)], factor: impl Fn(&str) -> f64) {
+    let expected = fx["expected"].as_object().expect("expected");
+    let keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys.len(),
+        expected.len(),
+        "{name}: components {keys:?} vs expected {:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+    let mut failures = Vec::new();
+    for (key, want) in expected {
+        let want = want.as_f64().expect("expected value") * factor(key);
+        let got = got
+            .iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("{name}: missing component {key}"))
+            .1 as f64;
+        let (ok, diff) = if want == 0.0 {
+            (got.abs() <= ZERO_TOL, got.abs())
+        } else {
+            let rel = (got - want).abs() / want.abs();
+            (rel <= REL_TOL, rel)
+        };
+        eprintln!(
+            "{name:26} {key:15} rust {got:>13.7} reference {want:>13.7} {} {diff:.2e}",
+            if want == 0.0 { "abs" } else { "rel" }
+        );
+        if !ok || !got.is_finite() {
+            failures.push(format!(
+                "{key}: rust {got} vs reference {want} ({diff:.3e})"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} ({}): {}\ninfo: {}",
+        fx["description"],
+        failures.join("; "),
+        fx["info"]
+    );
+}
