@@ -3,6 +3,7 @@
 //! SDK decoding and NMS — exactly what the board runs), scored by the trainer's
 //! pycocotools-exact evaluator.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,9 @@ use clap::Args;
 use crosskd_sdk::{Detector, DeviceConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::coco::{load_gt, CocoDetection};
+use crate::data::coco::{load_gt, CocoDataset, CocoDetection};
 use crate::eval::coco::CocoStats;
+use crate::eval::inference::{restrict_to_images, to_results};
 use crate::eval::CocoEvaluator;
 use crate::export::metadata::get_prop;
 use crate::export::runner::read_model;
@@ -47,8 +49,11 @@ pub struct OnnxEvaluation {
     pub stats: CocoStats,
     /// The detections, in the COCO results format.
     pub detections: Vec<CocoDetection>,
-    /// Images run.
+    /// Images run (the ones that could be read).
     pub images: usize,
+    /// `"PATH: reason"` of each image that could not be read; skipped, and
+    /// left out of the ground truth the stats are computed on.
+    pub unreadable: Vec<String>,
     /// tract threads used.
     pub threads: usize,
     /// Mean inference (tract plan) time per image.
@@ -59,8 +64,36 @@ pub struct OnnxEvaluation {
     pub wall: Duration,
 }
 
+/// Label → COCO category id: the ids stored at export (`crosskd.category_ids`,
+/// the JSON text of `stored`), else the ground truth's ids sorted ascending —
+/// the order in which the trainer's dataset assigns labels
+/// ([`DetectionDataset`](crate::data::dataset::DetectionDataset)), whatever
+/// the order of `categories` in the file. `model` names the file in errors.
+pub fn label_category_ids(
+    stored: Option<&str>,
+    gt: &CocoDataset,
+    model: &Path,
+) -> anyhow::Result<Vec<u64>> {
+    match stored {
+        Some(s) => serde_json::from_str(s)
+            .with_context(|| format!("{}: bad crosskd.category_ids", model.display())),
+        None => {
+            let mut ids: Vec<u64> = gt.categories.iter().map(|c| c.id).collect();
+            ids.sort_unstable();
+            Ok(ids)
+        }
+    }
+}
+
 /// Run an exported model through the SDK on every image of a COCO ground-truth
 /// file and score its detections (a progress bar when `progress`).
+///
+/// Images that cannot be read are skipped and listed in
+/// [`OnnxEvaluation::unreadable`]; the stats are computed on the ground truth
+/// restricted to the images that were run, as the trainer's validation does
+/// ([`Evaluation::score`](crate::eval::inference::Evaluation::score)), so a
+/// damaged file does not count its objects as misses. Fails if no image could
+/// be read.
 pub fn evaluate_onnx(
     model: &Path,
     gt_path: &Path,
@@ -69,14 +102,8 @@ pub fn evaluate_onnx(
     progress: bool,
 ) -> anyhow::Result<OnnxEvaluation> {
     let gt = load_gt(gt_path).with_context(|| format!("loading {}", gt_path.display()))?;
-    // Label → COCO category id: the ids stored at export, else the GT's category order
-    // (the order the trainer's dataset assigns labels in).
     let proto = read_model(model)?;
-    let category_ids: Vec<u64> = match get_prop(&proto, "crosskd.category_ids") {
-        Some(s) => serde_json::from_str(s)
-            .with_context(|| format!("{}: bad crosskd.category_ids", model.display()))?,
-        None => gt.categories.iter().map(|c| c.id).collect(),
-    };
+    let category_ids = label_category_ids(get_prop(&proto, "crosskd.category_ids"), &gt, model)?;
     drop(proto);
     let mut cfg = DeviceConfig::default();
     cfg.runtime.threads = threads.max(1);
@@ -94,34 +121,46 @@ pub fn evaluate_onnx(
     let name = model.file_name().unwrap_or_default().to_string_lossy();
     bar.set_message(name.into_owned());
     let mut detections = Vec::new();
+    let mut read = HashSet::new();
+    let mut unreadable = Vec::new();
     let (mut infer, mut total) = (Duration::ZERO, Duration::ZERO);
     let t0 = Instant::now();
     for img in &gt.images {
         let path = images.join(&img.file_name);
-        let image = image::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        bar.inc(1);
+        let image = match image::open(&path) {
+            Ok(image) => image,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
         let (found, times) = det
             .detect_timed(&image)
             .with_context(|| format!("running on {}", path.display()))?;
         infer += times.infer;
         total += times.total();
-        detections.extend(found.iter().filter_map(|d| {
-            let r = d.to_coco(img.id, &category_ids)?;
-            Some(CocoDetection {
-                image_id: r.image_id,
-                category_id: r.category_id,
-                bbox: r.bbox.map(f64::from),
-                score: r.score as f64,
-            })
-        }));
-        bar.inc(1);
+        read.insert(img.id);
+        detections.extend(to_results(&found, img.id, &category_ids).0);
     }
     bar.finish_and_clear();
-    let n = gt.images.len().max(1) as u32;
-    let stats = CocoEvaluator::new(&gt).evaluate(&detections);
+    if read.is_empty() && !gt.images.is_empty() {
+        anyhow::bail!(
+            "{}: none of the {} images of {} could be read (first: {}); check --images",
+            images.display(),
+            gt.images.len(),
+            gt_path.display(),
+            unreadable.first().map_or("none", String::as_str)
+        );
+    }
+    let n = read.len().max(1) as u32;
+    let scored = restrict_to_images(&gt, &read);
+    let stats = CocoEvaluator::new(&scored).evaluate(&detections);
     Ok(OnnxEvaluation {
         stats,
         detections,
-        images: gt.images.len(),
+        images: read.len(),
+        unreadable,
         threads: cfg.runtime.threads,
         infer: infer / n,
         total: total / n,
@@ -132,6 +171,12 @@ pub fn evaluate_onnx(
 /// Run `crosskd eval-onnx`.
 pub fn run(args: EvalOnnxArgs) -> anyhow::Result<()> {
     let e = evaluate_onnx(&args.model, &args.gt, &args.images, args.threads, false)?;
+    if let Some(first) = e.unreadable.first() {
+        eprintln!(
+            "{} images could not be read and were skipped (not scored): first {first}",
+            e.unreadable.len()
+        );
+    }
     eprintln!(
         "{} images in {:.1} s; inference {:.1} ms/image ({} thread(s)); {} detections",
         e.images,
@@ -150,4 +195,33 @@ pub fn run(args: EvalOnnxArgs) -> anyhow::Result<()> {
         print!("{}", e.stats);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::coco::CocoCategory;
+
+    #[test]
+    fn without_stored_ids_labels_follow_sorted_category_ids() {
+        // `categories` listed out of order in the file: [3, 1, 2]. The trainer
+        // sorts by id (label 0 → 1, 1 → 2, 2 → 3), so eval-onnx must too.
+        let cat = |id| CocoCategory {
+            id,
+            name: format!("c{id}"),
+        };
+        let gt = CocoDataset {
+            categories: vec![cat(3), cat(1), cat(2)],
+            ..CocoDataset::default()
+        };
+        let m = Path::new("m.onnx");
+        assert_eq!(label_category_ids(None, &gt, m).unwrap(), [1, 2, 3]);
+        // Stored ids win, in their stored order.
+        assert_eq!(label_category_ids(Some("[9,4]"), &gt, m).unwrap(), [9, 4]);
+        let err = label_category_ids(Some("[9,"), &gt, m).unwrap_err();
+        assert!(
+            err.to_string().contains("m.onnx: bad crosskd.category_ids"),
+            "{err}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use crate::data::coco::{load_gt, CocoCategory, CocoDataset, CocoImage};
 use crate::data::dataset::DetectionDataset;
 use crate::data::loader::{DataLoader, LoaderConfig};
 use crate::data::pipeline::PipelineConfig;
-use crate::eval::inference::predict_dataset;
+use crate::eval::inference::predict_images;
 use crate::train::checkpoint::load_detector;
 
 /// `crosskd predict` arguments.
@@ -43,12 +43,25 @@ pub struct PredictArgs {
     pub batch: usize,
 }
 
-/// A COCO "dataset" of every PNG/JPEG in `dir` (ids 1.. in file-name order).
+/// What [`predict`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictSummary {
+    /// Detections written.
+    pub detections: usize,
+    /// Images read and run.
+    pub images: usize,
+    /// `"PATH: reason"` of each image that could not be read (skipped).
+    pub unreadable: Vec<String>,
+}
+
+/// A COCO "dataset" of every PNG/JPEG in `dir` (ids 1.. in file-name order)
+/// and the `"PATH: reason"` of the files whose header cannot be read: those
+/// are skipped so that one corrupt file does not stop a whole folder.
 fn folder_dataset(
     dir: &Path,
     class_names: &[String],
     category_ids: &[u64],
-) -> anyhow::Result<CocoDataset> {
+) -> anyhow::Result<(CocoDataset, Vec<String>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -62,25 +75,34 @@ fn folder_dataset(
     if files.is_empty() {
         bail!("{}: no .png/.jpg/.jpeg images found", dir.display());
     }
-    let images = files
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (w, h) =
-                image::image_dimensions(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-            Ok(CocoImage {
+    let mut images = Vec::with_capacity(files.len());
+    let mut unreadable = Vec::new();
+    // Ids follow the file-name order of *all* files, so a file's id does not
+    // change when another file is unreadable.
+    for (i, p) in files.iter().enumerate() {
+        match image::image_dimensions(p) {
+            Ok((width, height)) => images.push(CocoImage {
                 id: i as u64 + 1,
                 file_name: p
                     .file_name()
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned(),
-                width: w,
-                height: h,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(CocoDataset {
+                width,
+                height,
+            }),
+            Err(e) => unreadable.push(format!("{}: {e}", p.display())),
+        }
+    }
+    if images.is_empty() {
+        bail!(
+            "{}: none of the {} images could be read (first: {}); check that they are PNG/JPEG files",
+            dir.display(),
+            files.len(),
+            unreadable[0]
+        );
+    }
+    let gt = CocoDataset {
         images,
         annotations: vec![],
         categories: category_ids
@@ -91,10 +113,14 @@ fn folder_dataset(
                 name: name.clone(),
             })
             .collect(),
-    })
+    };
+    Ok((gt, unreadable))
 }
 
-fn predict_on<B: Backend>(device: &B::Device, args: &PredictArgs) -> anyhow::Result<usize> {
+fn predict_on<B: Backend>(
+    device: &B::Device,
+    args: &PredictArgs,
+) -> anyhow::Result<PredictSummary> {
     let (det, header) = load_detector::<B>(&args.checkpoint, device)?;
     let stored = header
         .train_config
@@ -109,21 +135,21 @@ fn predict_on<B: Backend>(device: &B::Device, args: &PredictArgs) -> anyhow::Res
         Some(p) => TrainConfig::from_file(p)?.test_cfg(),
         None => crosskd_sdk::TestConfig::for_kind(header.model.kind()),
     };
-    let (gt, origin, dir) = if args.images.is_dir() {
-        (
-            folder_dataset(&args.images, &header.class_names, &header.category_ids)?,
-            args.images.clone(),
-            args.images.clone(),
-        )
+    let from_folder = args.images.is_dir();
+    let (gt, origin, dir, mut unreadable) = if from_folder {
+        let (gt, unreadable) =
+            folder_dataset(&args.images, &header.class_names, &header.category_ids)?;
+        (gt, args.images.clone(), args.images.clone(), unreadable)
     } else {
         let dir = args.image_dir.clone().context(
             "--images is an annotation file: pass --image-dir with the folder of its images",
         )?;
-        (load_gt(&args.images)?, args.images.clone(), dir)
+        (load_gt(&args.images)?, args.images.clone(), dir, Vec::new())
     };
     let (ds, report) = DetectionDataset::from_coco(&gt, &origin, &dir, false)?;
     eprintln!("{report}");
-    if ds.category_ids != header.category_ids {
+    // (A folder's categories are the checkpoint's, merely sorted by id.)
+    if !from_folder && ds.category_ids != header.category_ids {
         eprintln!(
             "warning: category ids of {} differ from the checkpoint's; results use the checkpoint's ids",
             origin.display()
@@ -134,29 +160,62 @@ fn predict_on<B: Backend>(device: &B::Device, args: &PredictArgs) -> anyhow::Res
         pipeline,
         LoaderConfig::sequential(args.batch.max(1), 2),
     )?;
-    let (mut dets, skipped) = predict_dataset(&det, &loader, &test_cfg, device, true)?;
-    for s in &skipped {
+    // Labels are the checkpoint's classes: map them with its ids, once. (The
+    // annotation file's categories only name the images' ground truth and may
+    // be fewer than the checkpoint's.)
+    let preds = predict_images(&det, &loader, &header.category_ids, &test_cfg, device, true)?;
+    for s in &preds.skipped {
         eprintln!("skipped {s}");
     }
-    // The loader maps labels to the dataset's categories; re-map to the checkpoint's.
-    let ds_ids = &loader.dataset().category_ids;
-    for d in &mut dets {
-        if let Some(label) = ds_ids.iter().position(|&c| c == d.category_id) {
-            if let Some(&id) = header.category_ids.get(label) {
-                d.category_id = id;
-            }
-        }
+    unreadable.extend(preds.skipped);
+    if preds.image_ids.is_empty() {
+        bail!(
+            "{}: no image could be read ({} unreadable, first: {})",
+            origin.display(),
+            unreadable.len(),
+            unreadable.first().map_or("none", String::as_str)
+        );
     }
-    let json = serde_json::to_vec(&dets)?;
+    if preds.unmapped > 0 {
+        eprintln!(
+            "warning: {} detections have a label past the checkpoint's {} category ids and were dropped; \
+             the checkpoint's header does not match its model",
+            preds.unmapped,
+            header.category_ids.len()
+        );
+    }
+    let json = serde_json::to_vec(&preds.detections)?;
     std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
-    Ok(dets.len())
+    Ok(PredictSummary {
+        detections: preds.detections.len(),
+        images: preds.image_ids.len(),
+        unreadable,
+    })
+}
+
+/// Run the detector of `args.checkpoint` over `args.images` and write the COCO
+/// results. Unreadable images are skipped and listed in the summary; it fails
+/// only if no image at all could be read.
+pub fn predict(args: &PredictArgs) -> anyhow::Result<PredictSummary> {
+    let device: DeviceSpec = args.device.parse()?;
+    device.check_available()?;
+    crate::with_backend!(device, predict_on(args))
 }
 
 /// Run `crosskd predict`.
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let device: DeviceSpec = args.device.parse()?;
-    device.check_available()?;
-    let n = crate::with_backend!(device, predict_on(&args))?;
-    println!("{n} detections written to {}", args.out.display());
+    let s = predict(&args)?;
+    if let Some(first) = s.unreadable.first() {
+        eprintln!(
+            "{} images could not be read and were skipped: first {first}",
+            s.unreadable.len()
+        );
+    }
+    println!(
+        "{} detections on {} images written to {}",
+        s.detections,
+        s.images,
+        args.out.display()
+    );
     Ok(())
 }

@@ -131,6 +131,24 @@ pub enum ImageError {
         /// Decoder message.
         message: String,
     },
+    /// The decoded size is not the `width`/`height` the annotation file declares.
+    #[error(
+        "{path}: decoded size is {width}x{height} (width x height) but the annotation file \
+         declares `width` = {json_width}, `height` = {json_height}; its boxes were clipped to the \
+         declared size, so fix the image's entry in the annotation file (or the image)"
+    )]
+    SizeMismatch {
+        /// Image path.
+        path: PathBuf,
+        /// `width` in the annotation file.
+        json_width: u32,
+        /// `height` in the annotation file.
+        json_height: u32,
+        /// Decoded width.
+        width: usize,
+        /// Decoded height.
+        height: usize,
+    },
 }
 
 /// Decode any PNG/JPEG (grey, RGBA, 16-bit) to interleaved RGB8: `(pixels, h, w)`.
@@ -185,8 +203,8 @@ pub fn transform(
     let scale = cfg.draw_scale(rng);
     let (h, w, (sx, sy)) = rescale_size(src_h, src_w, scale);
     let mut chw = resize_normalize(rgb, src_h, src_w, h, w, &cfg.norm);
-    // Annotations are in the decoded image's pixels; a JSON width/height that
-    // disagrees with the file is ignored in favour of the real size.
+    // Annotations are in the decoded image's pixels ([`load_sample`] rejects
+    // files whose size differs from the declared one).
     let (wf, hf) = (w as f32, h as f32);
     let mut gt = rescale_boxes(&record.boxes, sx, sy, wf, hf);
     let mut ignore = rescale_boxes(&record.ignore, sx, sy, wf, hf);
@@ -210,14 +228,32 @@ pub fn transform(
     Sample { chw, h, w, meta }
 }
 
-/// Decode and transform one record.
+/// Decode and transform one record. A file whose decoded size differs from the
+/// record's declared `width`/`height` is an error (the loader skips and counts
+/// it): the dataset clipped its boxes to the declared size, so they may not
+/// fit the real image.
 pub fn load_sample(
     record: &ImageRecord,
     cfg: &PipelineConfig,
     rng: &mut impl Rng,
 ) -> Result<Sample, ImageError> {
     let (rgb, h, w) = load_rgb(&record.path)?;
+    check_size(record, h, w)?;
     Ok(transform(&rgb, h, w, record, cfg, rng))
+}
+
+/// `Err(SizeMismatch)` unless the decoded `h × w` is the record's declared size.
+fn check_size(record: &ImageRecord, h: usize, w: usize) -> Result<(), ImageError> {
+    if (w, h) == (record.width as usize, record.height as usize) {
+        return Ok(());
+    }
+    Err(ImageError::SizeMismatch {
+        path: record.path.clone(),
+        json_width: record.width,
+        json_height: record.height,
+        width: w,
+        height: h,
+    })
 }
 
 #[cfg(test)]
@@ -359,6 +395,37 @@ mod tests {
         cfg.flip_prob = 0.5;
         cfg.scales.clear();
         assert!(cfg.validate("x").unwrap_err().contains("x.scales"));
+    }
+
+    #[test]
+    fn declared_size_must_match_the_decoded_size() {
+        let dir =
+            std::env::temp_dir().join(format!("crosskd-pipeline-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("img.png");
+        // An 8×4 (w×h) file, as `record()` declares.
+        image::RgbImage::from_raw(8, 4, image_with_rect())
+            .unwrap()
+            .save(&path)
+            .unwrap();
+        let cfg = PipelineConfig::test((8, 4));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let mut rec = ImageRecord {
+            path: path.clone(),
+            ..record(vec![[2.0, 1.0, 5.0, 3.0]])
+        };
+        let s = load_sample(&rec, &cfg, &mut rng).unwrap();
+        assert_eq!((s.h, s.w), (4, 8));
+        // Declared 16×4 but the file is 8×4: the error names the file, both
+        // JSON fields and the real size.
+        rec.width = 16;
+        let err = load_sample(&rec, &cfg, &mut rng).unwrap_err();
+        assert!(matches!(err, ImageError::SizeMismatch { .. }), "{err:?}");
+        let msg = err.to_string();
+        for part in ["img.png", "8x4", "`width` = 16", "`height` = 4"] {
+            assert!(msg.contains(part), "{part} missing in: {msg}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub struct RunData {
     pub val_gt: CocoDataset,
 }
 
-/// Load both datasets, report what was skipped, and check the class count.
+/// Load both datasets, report what was skipped, and check the class count and
+/// that validation declares training's categories.
 pub fn load_data(cfg: &TrainConfig) -> anyhow::Result<RunData> {
     let d = &cfg.data;
     let (train, report) = DetectionDataset::from_coco_file(&d.train_ann, &d.train_images, true)?;
@@ -91,6 +92,9 @@ pub fn load_data(cfg: &TrainConfig) -> anyhow::Result<RunData> {
     let val_gt = load_gt(&d.val_ann)?;
     let (val, report) = DetectionDataset::from_coco(&val_gt, &d.val_ann, &d.val_images, false)?;
     eprintln!("val: {report}");
+    // Evaluation turns model labels (training's categories) into val category
+    // ids: with other categories, AP would silently score the wrong classes.
+    train.check_same_categories(&d.train_ann, &val, &d.val_ann)?;
     let n = cfg.model.head.num_classes();
     if train.num_classes() != n {
         bail!(
@@ -649,7 +653,7 @@ fn run_loop<B: AutodiffBackend, J: Objective<B>>(
             };
             let mut new_best = false;
             if due(cfg.schedule.eval_interval) {
-                let stats = evaluate_detector(
+                let eval = evaluate_detector(
                     &objective.detector(&det).valid(),
                     &data.val,
                     &data.val_gt,
@@ -657,11 +661,13 @@ fn run_loop<B: AutodiffBackend, J: Objective<B>>(
                     device,
                     false,
                 )?;
+                let note = eval.note().map(|n| format!(" ({n})")).unwrap_or_default();
+                let stats = eval.stats;
                 if let Some(m) = metrics.as_mut() {
                     m.log_eval(epoch as u64, iter as u64, lr, &stats.stats)?;
                 }
                 bar.println(format!(
-                    "epoch {done_epochs} iter {iter}: AP {:.4} AP50 {:.4} AP75 {:.4}",
+                    "epoch {done_epochs} iter {iter}: AP {:.4} AP50 {:.4} AP75 {:.4}{note}",
                     stats.stats[0], stats.stats[1], stats.stats[2]
                 ));
                 if best_ap.is_none_or(|b| stats.stats[0] > b) {

@@ -490,6 +490,16 @@ pub fn generate(cfg: &SynthConfig, out: &Path, progress: bool) -> Result<SynthSu
     })
 }
 
+/// What [`write_split`] keeps of an image once its file is written: the JSON
+/// entry's fields, without the pixels.
+struct WrittenImage {
+    file_name: String,
+    width: u32,
+    height: u32,
+    annotations: Vec<SynthAnnotation>,
+    dropped_occluded: usize,
+}
+
 fn write_split(
     cfg: &SynthConfig,
     out: &Path,
@@ -500,6 +510,9 @@ fn write_split(
     let image_dir = out.join(split.name());
     create_dir(&image_dir)?;
     bar.set_message(split.name());
+    // Each closure writes its image and returns only what the JSON needs: the
+    // pixels are dropped right after encoding, so memory stays bounded by the
+    // images in flight (one per thread), not the split size.
     let per_image = (0..count)
         .into_par_iter()
         .map(|i| {
@@ -514,7 +527,13 @@ fn write_split(
                 cfg.jpeg_quality,
             )?;
             bar.inc(1);
-            Ok((file_name, img))
+            Ok(WrittenImage {
+                file_name,
+                width: img.width,
+                height: img.height,
+                annotations: img.annotations,
+                dropped_occluded: img.dropped_occluded,
+            })
         })
         .collect::<Result<Vec<_>, SynthError>>()?;
 
@@ -530,11 +549,11 @@ fn write_split(
     };
     let mut images = Vec::with_capacity(count);
     let mut annotations = Vec::new();
-    for (i, (file_name, img)) in per_image.into_iter().enumerate() {
+    for (i, img) in per_image.into_iter().enumerate() {
         let image_id = i as u64 + 1;
         images.push(CocoImage {
             id: image_id,
-            file_name,
+            file_name: img.file_name,
             width: img.width,
             height: img.height,
         });
