@@ -14,6 +14,7 @@ use crosskd_trainer::backend::{Cuda, Flex};
 use crosskd_trainer::data::{Batch, ImageMeta};
 use crosskd_trainer::model::detector::{Detector, DetectorConfig};
 use crosskd_trainer::model::head::HeadConfig;
+use crosskd_trainer::model::heads::DenseHead;
 
 type A = burn::backend::Autodiff<Flex>;
 type C = burn::backend::Autodiff<Cuda>;
@@ -158,4 +159,119 @@ fn cuda_matches_flex_outputs_losses_and_gradients() {
         eprintln!("{kind:?}: {} parameter gradients compared", fg.len());
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Visits `module`'s float parameters and returns their gradients.
+fn param_grads<B: AutodiffBackend, M: Module<B>>(
+    module: &M,
+    grads: &B::Gradients,
+) -> Vec<Option<Vec<f32>>> {
+    let mut v = Grads::<B> {
+        grads,
+        out: Vec::new(),
+    };
+    module.visit(&mut v);
+    v.out
+}
+
+/// A fixed pseudo-random weight tensor shaped like `t`.
+fn pattern<B: Backend>(t: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let shape = t.shape();
+    let n = shape.num_elements();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    Tensor::from_data(TensorData::new(v, shape), &t.device())
+}
+
+type Named = Vec<(String, Vec<f32>)>;
+
+/// The detector's backward in three separate graphs: (1) neck + head + GT loss from
+/// detached backbone features (gradients of C3..C5 and of the neck's parameters),
+/// (2) the neck alone under a fixed output gradient (C3..C5 and neck parameters),
+/// (3) the backbone alone under a fixed output gradient (backbone parameters).
+fn split<B: AutodiffBackend>(cfg: &DetectorConfig, bytes: Vec<u8>, device: &B::Device) -> Named {
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let det: Detector<B> = cfg
+        .init(device)
+        .unwrap()
+        .load_record(recorder.load(bytes, device).unwrap());
+    let b = batch::<B>(device);
+    let mut out = Named::new();
+    let leaves = |det: &Detector<B>| -> Vec<Tensor<B, 4>> {
+        det.backbone
+            .forward(b.images.clone())
+            .into_iter()
+            .map(|f| f.detach().require_grad())
+            .collect()
+    };
+    let mut keep = |stage: &str, feats: &[Tensor<B, 4>], grads: &B::Gradients, params| {
+        for (l, f) in feats.iter().enumerate() {
+            out.push((
+                format!("{stage}: d C{}", l + 3),
+                f.grad(grads).map(host).unwrap_or_default(),
+            ));
+        }
+        for (i, g) in param_grads::<B, _>(params, grads).into_iter().enumerate() {
+            out.push((format!("{stage}: neck param #{i}"), g.unwrap_or_default()));
+        }
+    };
+    // (1) GT loss through neck + head.
+    let feats = leaves(&det);
+    let outs = det.head.forward(&det.neck.forward(feats.clone()));
+    let grads = det.loss_from_outputs(&outs, &b.metas).total().backward();
+    keep("loss", &feats, &grads, &det.neck);
+    // (2) The neck alone.
+    let feats = leaves(&det);
+    let loss = det
+        .neck
+        .forward(feats.clone())
+        .into_iter()
+        .map(|p| (p.clone() * pattern(&p)).sum())
+        .reduce(|a, b| a + b)
+        .unwrap();
+    let grads = loss.backward();
+    keep("neck", &feats, &grads, &det.neck);
+    // (3) The backbone alone.
+    let loss = det
+        .backbone
+        .forward(b.images.clone())
+        .into_iter()
+        .map(|c| (c.clone() * pattern(&c)).sum())
+        .reduce(|a, b| a + b)
+        .unwrap();
+    let grads = loss.backward();
+    for (i, g) in param_grads::<B, _>(&det.backbone, &grads)
+        .into_iter()
+        .enumerate()
+    {
+        out.push((format!("backbone: param #{i}"), g.unwrap_or_default()));
+    }
+    out
+}
+
+/// Bisects a `cuda_matches_flex_outputs_losses_and_gradients` failure: which of
+/// backbone, neck and head + loss has the differing backward.
+#[test]
+fn cuda_backward_bisect_by_stage() {
+    let mut bad = Vec::new();
+    for kind in [HeadKind::Gfl, HeadKind::RetinaNet] {
+        let cfg = tiny(kind);
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let fresh: Detector<Flex> = cfg.init(&Default::default()).unwrap();
+        let bytes = recorder.record(fresh.into_record(), ()).unwrap();
+        let a = split::<A>(&cfg, bytes.clone(), &Default::default());
+        let c = split::<C>(&cfg, bytes, &Default::default());
+        for ((name, x), (_, y)) in a.iter().zip(&c) {
+            let e = rel(y, x);
+            let flag = if !(e <= 1e-3) {
+                bad.push(format!("{kind:?} {name}"));
+                "  <-- DIFFERS"
+            } else {
+                ""
+            };
+            eprintln!("{kind:?} {name} ({} values): rel {e:.2e}{flag}", x.len());
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
 }

@@ -102,6 +102,38 @@ impl FpnConfig {
     }
 }
 
+/// Nearest-neighbour upsampling of `x` to `[h, w]` (`src = floor(dst · in / out)`).
+///
+/// An exact ×2 — every FPN step at input sizes that are multiples of 32 — is a
+/// reshape, a broadcast and a reshape, whose backward is a plain sum. Why not
+/// `interpolate`: burn 0.21's CUDA backward of nearest interpolation returns
+/// wrong input gradients when the incoming gradient is channels-last in memory
+/// (what a conv's backward produces), which corrupted every gradient below the
+/// FPN's top-down path (`trainer/tests/cuda_ops.rs`). Other sizes still use it.
+///
+/// ```
+/// use burn::prelude::*;
+/// use crosskd_sdk::nn::neck::upsample_nearest;
+/// type B = burn::backend::Flex;
+/// let x = Tensor::<B, 4>::from_floats([[[[1.0, 2.0]]]], &Default::default());
+/// let y: Vec<f32> = upsample_nearest(x, [2, 4]).into_data().to_vec().unwrap();
+/// assert_eq!(y, [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+/// ```
+pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, [h, w]: [usize; 2]) -> Tensor<B, 4> {
+    let [n, c, xh, xw] = x.dims();
+    if [h, w] == [2 * xh, 2 * xw] {
+        return x
+            .reshape([n, c, xh, 1, xw, 1])
+            .expand([n, c, xh, 2, xw, 2])
+            .reshape([n, c, h, w]);
+    }
+    interpolate(
+        x,
+        [h, w],
+        InterpolateOptions::new(InterpolateMode::Nearest).with_align_corners(false),
+    )
+}
+
 impl<B: Backend> Fpn<B> {
     /// Number of output levels.
     pub fn num_outs(&self) -> usize {
@@ -121,11 +153,7 @@ impl<B: Backend> Fpn<B> {
         for i in (1..n_in).rev() {
             let [_, _, h, w] = laterals[i - 1].dims();
             // Nearest upsampling to the lower level's exact size (MMDet: F.interpolate(size=...)).
-            let up = interpolate(
-                laterals[i].clone(),
-                [h, w],
-                InterpolateOptions::new(InterpolateMode::Nearest).with_align_corners(false),
-            );
+            let up = upsample_nearest(laterals[i].clone(), [h, w]);
             laterals[i - 1] = laterals[i - 1].clone() + up;
         }
         let mut outs: Vec<Tensor<B, 4>> = laterals
@@ -148,5 +176,47 @@ impl<B: Backend> Fpn<B> {
             outs.push(self.fpn_convs[i].forward(x));
         }
         outs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Distribution, Tolerance};
+
+    type AD = Autodiff<Flex>;
+
+    /// The reshape/broadcast form equals burn's nearest `interpolate` exactly,
+    /// values and input gradients, for ×2 (square and not) and a non-×2 size.
+    #[test]
+    fn upsample_nearest_equals_interpolate_with_gradients() {
+        let dev = Default::default();
+        for (shape, size) in [
+            ([2, 3, 3, 2], [6, 4]),
+            ([1, 4, 5, 5], [10, 10]),
+            ([1, 2, 3, 5], [7, 9]),
+        ] {
+            let x =
+                Tensor::<AD, 4>::random(shape, Distribution::Normal(0.0, 1.0), &dev).require_grad();
+            let r = Tensor::<AD, 4>::random(
+                [shape[0], shape[1], size[0], size[1]],
+                Distribution::Normal(0.0, 1.0),
+                &dev,
+            );
+            let a = upsample_nearest(x.clone(), size);
+            let b = interpolate(
+                x.clone(),
+                size,
+                InterpolateOptions::new(InterpolateMode::Nearest).with_align_corners(false),
+            );
+            let ga = (a.clone() * r.clone()).sum().backward();
+            let gb = (b.clone() * r).sum().backward();
+            a.into_data().assert_eq(&b.into_data(), true);
+            x.grad(&ga).unwrap().into_data().assert_approx_eq::<f32>(
+                &x.grad(&gb).unwrap().into_data(),
+                Tolerance::absolute(1e-5),
+            );
+        }
     }
 }

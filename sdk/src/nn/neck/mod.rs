@@ -2,4 +2,4 @@
 
 pub mod fpn;
 
-pub use fpn::{ExtraConvsOn, Fpn, FpnConfig};
+pub use fpn::{upsample_nearest, ExtraConvsOn, Fpn, FpnConfig};
