@@ -307,6 +307,23 @@ fn parity(kind: HeadKind) {
     let opts = QuantizeOptions::default();
     quantize_file(&fp32_path, &calib, None, 8, &opts, &int8_path, false).unwrap();
 
+    // A board config may run the model at another input size (a multiple of 32):
+    // GroupNorm's reshapes and the head outputs follow the input, no re-export.
+    let mut other = DeviceConfig::default();
+    other.runtime.precision = Precision::Any;
+    other.runtime.input_size = Some([128, 96]);
+    let img = crosskd_sdk::source::load_image(&t.images[0].1).unwrap();
+    for path in [&fp32_path, &int8_path] {
+        let mut det = Detector::from_file(path, &other)
+            .unwrap_or_else(|e| panic!("{kind} {}: {e}", path.display()));
+        assert_eq!(det.meta().input_size, (128, 96));
+        for d in det.detect(&img).unwrap() {
+            let [x1, y1, x2, y2] = d.bbox;
+            let (w, h) = (img.width() as f32, img.height() as f32);
+            assert!(0.0 <= x1 && x1 <= x2 && x2 <= w && 0.0 <= y1 && y1 <= y2 && y2 <= h);
+        }
+    }
+
     let base = TestConfig {
         score_thr: score_thr(kind),
         // No per-level top-k cut and no max-detections cut: ranks near those

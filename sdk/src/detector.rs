@@ -26,6 +26,10 @@ use crate::rgb::as_rgb8;
 /// take gigabytes on a board; downscale first.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 
+/// Largest accepted image area, in pixels (100 MP, a 12000×8000 photo): the RGB
+/// copy stays under 300 MB, which a 1–4 GB board can still hold.
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
+
 /// Wall time of one frame's stages.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageTimes {
@@ -88,7 +92,7 @@ impl Detector {
             Tensor::zero::<f32>(&[1, 3, h, w]).map_err(|e| SdkError::Inference(chain(&e)))?;
         Ok(Self {
             test_cfg: cfg.test_cfg(meta.test_cfg),
-            letterbox: Letterbox::new((w, h), norm),
+            letterbox: letterbox_for(meta, norm),
             input: Arc::new(input),
             rgb: Vec::new(),
             previous: None,
@@ -143,7 +147,7 @@ impl Detector {
         let t1 = Instant::now();
         let outputs = self.model.run(TValue::from_const(self.input.clone()))?;
         let t2 = Instant::now();
-        let dets = self.postprocess(&outputs, fit)?;
+        let dets = self.postprocess(&outputs, fit, (h as usize, w as usize))?;
         let t3 = Instant::now();
         Ok((
             dets,
@@ -171,7 +175,7 @@ impl Detector {
         }
         let fit = self.preprocess(rgb, h, w)?;
         let outputs = self.model.run(TValue::from_const(self.input.clone()))?;
-        self.postprocess(&outputs, fit)
+        self.postprocess(&outputs, fit, (h, w))
     }
 
     /// Letterboxes into the input tensor, in place when tract has released it.
@@ -192,7 +196,15 @@ impl Detector {
         Ok(self.letterbox.run(rgb, h, w, buf))
     }
 
-    fn postprocess(&self, outputs: &[TValue], fit: Fit) -> Result<Vec<Detection>> {
+    /// Decoded detections in the `ori = (h, w)` frame's pixels. The shared decoder
+    /// clips at the resized size, so `1 / scale` can overshoot the frame by a
+    /// rounding error (`360.0001` on a 360-pixel side): clamp to the frame too.
+    fn postprocess(
+        &self,
+        outputs: &[TValue],
+        fit: Fit,
+        ori: (usize, usize),
+    ) -> Result<Vec<Detection>> {
         let per_level = self.model.outputs_per_level();
         let mut levels = Vec::with_capacity(outputs.len() / per_level);
         for chunk in outputs.chunks(per_level) {
@@ -214,9 +226,19 @@ impl Detector {
             (h as f32, w as f32),
             fit.scale_factor,
         )?;
+        let (ori_h, ori_w) = (ori.0 as f32, ori.1 as f32);
         Ok(dets
             .into_iter()
-            .map(|d| d.with_label(&meta.class_names))
+            .map(|mut d| {
+                let [x1, y1, x2, y2] = d.bbox;
+                d.bbox = [
+                    x1.clamp(0.0, ori_w),
+                    y1.clamp(0.0, ori_h),
+                    x2.clamp(0.0, ori_w),
+                    y2.clamp(0.0, ori_h),
+                ];
+                d.with_label(&meta.class_names)
+            })
             .collect())
     }
 
@@ -267,7 +289,25 @@ fn check_size(w: u32, h: u32) -> Result<()> {
              {MAX_IMAGE_SIDE}: downscale it first"
         )));
     }
+    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(SdkError::Image(format!(
+            "the image is {w}×{h} pixels; the largest accepted area is \
+             {MAX_IMAGE_PIXELS} pixels: downscale it first"
+        )));
+    }
     Ok(())
+}
+
+/// The letterbox of `meta`'s input: resized to the trainer's test scale when the
+/// model runs at its exported size (then boxes agree with `crosskd predict`),
+/// fitted to the input otherwise.
+pub(crate) fn letterbox_for(meta: &ModelMeta, norm: Normalization) -> Letterbox {
+    let input = (meta.input_size.0 as usize, meta.input_size.1 as usize);
+    let lb = Letterbox::new(input, norm);
+    match meta.test_scale {
+        Some((long, short)) => lb.with_scale((long as usize, short as usize)),
+        None => lb,
+    }
 }
 
 /// Hot swap: a running app moves to a new model (e.g. fine-tuned on the board)

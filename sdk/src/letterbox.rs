@@ -37,8 +37,32 @@ pub struct Fit {
 /// input (always for square inputs); otherwise (e.g. a portrait frame into a
 /// landscape input) the plain fit factor `min(w / src_w, h / src_h)`.
 pub fn fit_size(src_h: usize, src_w: usize, input: (usize, usize)) -> Fit {
+    fit_size_to_scale(src_h, src_w, input, input)
+}
+
+/// [`fit_size`] with the keep-ratio resize aimed at `scale = (long, short)`
+/// (the trainer's test scale, which `input` was padded up from) instead of
+/// `input` itself: the same size and scale factor as the trainer's test
+/// transform whenever the result fits the input.
+///
+/// ```
+/// use crosskd_sdk::letterbox::fit_size_to_scale;
+/// // Test scale 1333x800 padded to a 1344x800 input: a 2:1 frame is resized to
+/// // 1333 wide, as the trainer does, not 1344.
+/// let fit = fit_size_to_scale(500, 1000, (1344, 800), (1333, 800));
+/// assert_eq!(fit.img_shape, (667, 1333));
+/// // A portrait frame would be 667x1333 (w x h) there, taller than the input: fitted.
+/// let fit = fit_size_to_scale(1000, 500, (1344, 800), (1333, 800));
+/// assert_eq!(fit.img_shape, (800, 400));
+/// ```
+pub fn fit_size_to_scale(
+    src_h: usize,
+    src_w: usize,
+    input: (usize, usize),
+    scale: (usize, usize),
+) -> Fit {
     let (in_w, in_h) = input;
-    let (h, w, sf) = rescale_size(src_h, src_w, (in_w, in_h));
+    let (h, w, sf) = rescale_size(src_h, src_w, scale);
     if h <= in_h && w <= in_w {
         return Fit {
             img_shape: (h, w),
@@ -58,6 +82,8 @@ pub fn fit_size(src_h: usize, src_w: usize, input: (usize, usize)) -> Fit {
 #[derive(Clone, Debug)]
 pub struct Letterbox {
     input: (usize, usize),
+    /// Keep-ratio target `(long, short)`; `input` unless set.
+    scale: (usize, usize),
     norm: Normalization,
     inv_std: [f32; 3],
     /// `(src_h, src_w)` the taps were computed for.
@@ -71,12 +97,30 @@ impl Letterbox {
     pub fn new(input: (usize, usize), norm: Normalization) -> Self {
         Self {
             input,
+            scale: input,
             norm,
             inv_std: norm.std.map(|s| 1.0 / s),
             cached_for: (0, 0),
             xs: Vec::new(),
             ys: Vec::new(),
         }
+    }
+
+    /// Resizes to the trainer's keep-ratio test `scale = (long, short)` (see
+    /// [`fit_size_to_scale`]) instead of to the input size.
+    ///
+    /// ```
+    /// use crosskd_sdk::letterbox::Letterbox;
+    /// use crosskd_sdk::preprocess::Normalization;
+    /// let lb = Letterbox::new((1344, 800), Normalization::identity()).with_scale((1333, 800));
+    /// assert_eq!(lb.input_size(), (1344, 800));
+    /// ```
+    pub fn with_scale(mut self, scale: (usize, usize)) -> Self {
+        if scale != self.scale {
+            self.scale = scale;
+            self.cached_for = (0, 0);
+        }
+        self
     }
 
     /// The network input size `(w, h)`.
@@ -95,7 +139,7 @@ impl Letterbox {
         assert!(src_h > 0 && src_w > 0, "empty frame");
         assert_eq!(rgb.len(), src_h * src_w * 3, "RGB buffer size");
         assert_eq!(out.len(), 3 * in_h * in_w, "input buffer size");
-        let fit = fit_size(src_h, src_w, self.input);
+        let fit = fit_size_to_scale(src_h, src_w, self.input, self.scale);
         let (h, w) = fit.img_shape;
         if self.cached_for != (src_h, src_w) {
             // Taps depend only on the frame size: a camera stream computes them once.

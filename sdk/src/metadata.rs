@@ -53,6 +53,12 @@ pub struct ModelMeta {
     pub std: [f32; 3],
     /// Whether the loaded BGR image is converted to RGB before normalising.
     pub to_rgb: bool,
+    /// The trainer's keep-ratio test scale `(long, short)` (e.g. `(1333, 800)`),
+    /// from which `input_size` was padded up. At the exported input size frames
+    /// are resized to it, exactly as `crosskd predict` does; absent in models
+    /// exported before it was recorded (they fit the input instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_scale: Option<(u32, u32)>,
 }
 
 /// Why metadata could not be read.
@@ -110,6 +116,7 @@ impl ModelMeta {
             mean: PYTORCH_MEAN,
             std: PYTORCH_STD,
             to_rgb: true,
+            test_scale: None,
         }
     }
 
@@ -199,6 +206,7 @@ fn locate_error(value: &Value, whole: serde_json::Error) -> MetaError {
         ("mean", check::<[f32; 3]>),
         ("std", check::<[f32; 3]>),
         ("to_rgb", check::<bool>),
+        ("test_scale", check::<Option<(u32, u32)>>),
     ];
     check_fields(obj, "", &top).unwrap_or_else(|| MetaError::Syntax(whole.to_string()))
 }

@@ -159,6 +159,13 @@ impl OnnxModel {
                 InferenceFact::dt_shape(f32::datum_type(), tvec![1, 3, in_h, in_w]),
             )
             .map_err(|e| tract_err("setting the input shape", e))?;
+        // The file declares its outputs at the exported size; at another input size
+        // they follow from the graph (checked against the metadata below).
+        for ix in 0..model.outputs.len() {
+            model
+                .set_output_fact(ix, InferenceFact::default())
+                .map_err(|e| tract_err("clearing the output shapes", e))?;
+        }
         let selected: Vec<OutletId> = {
             let all = model
                 .output_outlets()
@@ -187,8 +194,19 @@ impl OnnxModel {
                 .outlet_fact(*outlet)
                 .map_err(|e| tract_err("reading output types", e))?;
             let shape = fact.shape.as_concrete().map(|s| s.to_vec());
+            // Strides are validated finite and >= 1.
+            let stride = meta.decode.strides[level];
+            let cells = |side: usize| (side as f64 / f64::from(stride)).ceil() as usize;
+            let (want_h, want_w) = (cells(in_h), cells(in_w));
             match shape.as_deref() {
-                Some([1, c, _, _]) if *c == want_c && fact.datum_type == f32::datum_type() => {}
+                Some([1, c, h, w]) if *c == want_c && fact.datum_type == f32::datum_type() => {
+                    if (*h, *w) != (want_h, want_w) {
+                        return Err(contract(format!(
+                            "output `{name}` is {w}x{h} at input {in_w}x{in_h}; the metadata's \
+                             stride {stride} needs {want_w}x{want_h}"
+                        )));
+                    }
+                }
                 _ => {
                     return Err(contract(format!(
                         "output `{name}` is {:?} {shape:?}; the metadata ({} head, {} classes) \
@@ -214,6 +232,10 @@ impl OnnxModel {
         let state = plan
             .spawn()
             .map_err(|e| tract_err("building the execution state", e))?;
+        if meta.input_size != (in_w as u32, in_h as u32) {
+            // The test scale belongs to the exported size: at another size, fit.
+            meta.test_scale = None;
+        }
         meta.input_size = (in_w as u32, in_h as u32);
         Ok(Self {
             path,

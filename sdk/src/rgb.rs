@@ -12,15 +12,18 @@
 
 use image::DynamicImage;
 
-/// `img`'s pixels as interleaved RGB bytes (`h × w × 3`): borrowed when the
-/// image already is RGB8, otherwise written into `scratch` (grown only when a
+/// `img`'s pixels as interleaved RGB bytes (exactly `h × w × 3`): borrowed when
+/// the image already is RGB8, otherwise written into `scratch` (grown only when a
 /// larger frame arrives).
+///
+/// `image` accepts a buffer longer than the image (a pooled camera buffer, say);
+/// only the first `w × h` pixels are the image, so only those are returned.
 pub fn as_rgb8<'a>(img: &'a DynamicImage, scratch: &'a mut Vec<u8>) -> &'a [u8] {
     let n = img.width() as usize * img.height() as usize;
     let fill = |scratch: &mut Vec<u8>, src: &[u8], step: usize, grey: bool| {
         scratch.clear();
         scratch.reserve(n * 3);
-        for px in src.chunks_exact(step) {
+        for px in src.chunks_exact(step).take(n) {
             if grey {
                 scratch.extend_from_slice(&[px[0]; 3]);
             } else {
@@ -29,12 +32,15 @@ pub fn as_rgb8<'a>(img: &'a DynamicImage, scratch: &'a mut Vec<u8>) -> &'a [u8] 
         }
     };
     match img {
-        DynamicImage::ImageRgb8(rgb) => return rgb.as_raw(),
+        DynamicImage::ImageRgb8(rgb) => return &rgb.as_raw()[..n * 3],
         DynamicImage::ImageRgba8(px) => fill(scratch, px.as_raw(), 4, false),
         DynamicImage::ImageLuma8(px) => fill(scratch, px.as_raw(), 1, true),
         DynamicImage::ImageLumaA8(px) => fill(scratch, px.as_raw(), 2, true),
         // 16-bit and float images are rare on a board: convert through `image`.
-        other => *scratch = other.to_rgb8().into_raw(),
+        other => {
+            *scratch = other.to_rgb8().into_raw();
+            scratch.truncate(n * 3);
+        }
     }
     scratch
 }
@@ -59,5 +65,22 @@ mod tests {
         );
         let rgb = DynamicImage::new_rgb8(3, 2);
         assert_eq!(as_rgb8(&rgb, &mut s).len(), 18);
+    }
+
+    /// `from_raw` keeps a buffer longer than `w × h` pixels (a pooled frame):
+    /// only the image's own pixels come back, for every layout.
+    #[test]
+    fn oversized_buffers_are_cut_to_the_image() {
+        let mut s = Vec::new();
+        let rgb = ImageBuffer::<Rgb<u8>, _>::from_raw(1, 1, vec![1, 2, 3, 9, 9, 9]).unwrap();
+        assert_eq!(as_rgb8(&DynamicImage::ImageRgb8(rgb), &mut s), &[1, 2, 3]);
+        let rgba = ImageBuffer::<Rgba<u8>, _>::from_raw(1, 1, vec![4, 5, 6, 255, 9, 9, 9, 9]);
+        let rgba = DynamicImage::ImageRgba8(rgba.unwrap());
+        assert_eq!(as_rgb8(&rgba, &mut s), &[4, 5, 6]);
+        let grey = image::GrayImage::from_raw(2, 1, vec![7, 8, 9, 9]).unwrap();
+        assert_eq!(
+            as_rgb8(&DynamicImage::ImageLuma8(grey), &mut s),
+            &[7, 7, 7, 8, 8, 8]
+        );
     }
 }

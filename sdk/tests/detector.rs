@@ -317,6 +317,11 @@ fn empty_and_huge_images_are_clear_errors() {
     }
     let e = det.detect(&DynamicImage::new_luma8(20_000, 1)).unwrap_err();
     assert!(e.to_string().contains("downscale"), "{e}");
+    // Both sides under the side limit, but 108 MP in all.
+    let e = det
+        .detect(&DynamicImage::new_luma8(12_000, 9_000))
+        .unwrap_err();
+    assert!(e.to_string().contains("largest accepted area"), "{e}");
     let e = det.detect_rgb(&[0; 10], 2, 2).unwrap_err();
     assert!(e.to_string().contains("12 bytes"), "{e}");
     // The detector still works afterwards.

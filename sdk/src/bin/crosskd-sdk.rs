@@ -232,10 +232,19 @@ fn read_gt(path: &Path, class_names: &[String]) -> Result<GtIds, SdkError> {
     })
 }
 
+/// `Some(index)` for `camera` (the config's index, `None` inside) or `camera:N`;
+/// `None` for anything else, e.g. a folder `cameras/` or a file `camera1.jpg`.
+fn camera_spec(spec: &str) -> Option<Option<&str>> {
+    match spec.strip_prefix("camera")? {
+        "" => Some(None),
+        rest => rest.strip_prefix(':').map(Some),
+    }
+}
+
 fn open_source(spec: &str, cfg: &DeviceConfig) -> Result<Box<dyn FrameSource>, SdkError> {
-    if let Some(rest) = spec.strip_prefix("camera") {
+    if let Some(index) = camera_spec(spec) {
         let mut cam = cfg.camera.clone();
-        if let Some(ix) = rest.strip_prefix(':') {
+        if let Some(ix) = index {
             cam.index = ix.parse().map_err(|_| SdkError::Source {
                 source_name: spec.into(),
                 message: "expected camera:<index>, e.g. camera:0".into(),
@@ -313,7 +322,7 @@ fn detect(a: DetectArgs) -> Result<ExitCode, SdkError> {
                 eprintln!("error: {e}");
                 failed += 1;
                 // A lost camera does not come back by asking again.
-                if a.source.starts_with("camera") {
+                if camera_spec(&a.source).is_some() {
                     break;
                 }
                 continue;
@@ -530,4 +539,19 @@ fn synth(a: SynthArgs) -> Result<ExitCode, SdkError> {
     net.write(&a.out).map_err(|e| SdkError::io(&a.out, e))?;
     eprintln!("wrote {}", a.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::camera_spec;
+
+    #[test]
+    fn only_camera_and_camera_index_are_cameras() {
+        assert_eq!(camera_spec("camera"), Some(None));
+        assert_eq!(camera_spec("camera:2"), Some(Some("2")));
+        // Paths that merely start with "camera" are files and folders.
+        for path in ["cameras/", "camera1.jpg", "camera_roll", "images/camera"] {
+            assert_eq!(camera_spec(path), None, "{path}");
+        }
+    }
 }

@@ -55,6 +55,13 @@ impl fmt::Display for HeadKind {
     }
 }
 
+/// Upper bound on `num_classes` a model may declare (COCO has 80, LVIS 1203).
+pub const MAX_CLASSES: usize = 100_000;
+/// Upper bound on GFL's `reg_max` (the paper uses 16).
+pub const MAX_REG_MAX: usize = 1024;
+/// Upper bound on anchor ratios and on scales per octave (RetinaNet: 3 and 3).
+pub const MAX_ANCHOR_PARAMS: usize = 64;
+
 /// Everything needed to decode one head's outputs, independent of the image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,8 +197,26 @@ impl DecodeSpec {
         if self.strides.is_empty() {
             return bad("strides", "must not be empty".into());
         }
-        if let Some(s) = self.strides.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return bad("strides", format!("stride {s} is not finite and positive"));
+        if self.num_classes > MAX_CLASSES {
+            return bad(
+                "num_classes",
+                format!("{} is above the limit {MAX_CLASSES}", self.num_classes),
+            );
+        }
+        if let Some(s) = self.strides.iter().find(|s| !(s.is_finite() && **s >= 1.0)) {
+            return bad("strides", format!("stride {s} is not finite and >= 1"));
+        }
+        if self.kind == HeadKind::Gfl && self.reg_max > MAX_REG_MAX {
+            return bad(
+                "reg_max",
+                format!("{} is above the limit {MAX_REG_MAX}", self.reg_max),
+            );
+        }
+        if !self.point_offset.is_finite() {
+            return bad(
+                "point_offset",
+                format!("{} is not finite", self.point_offset),
+            );
         }
         let uses_anchors = self.kind != HeadKind::Fcos;
         match (&self.anchors, uses_anchors) {
@@ -206,6 +231,29 @@ impl DecodeSpec {
                         format!(
                             "anchor strides {:?} differ from strides {:?}",
                             g.strides, self.strides
+                        ),
+                    );
+                }
+                if g.ratios.len() > MAX_ANCHOR_PARAMS || g.scales_per_octave > MAX_ANCHOR_PARAMS {
+                    return bad(
+                        "anchors",
+                        format!(
+                            "{} ratios x {} scales per octave: at most {MAX_ANCHOR_PARAMS} each",
+                            g.ratios.len(),
+                            g.scales_per_octave
+                        ),
+                    );
+                }
+                let finite = |v: f32| v.is_finite() && v > 0.0;
+                if !(g.ratios.iter().all(|r| finite(*r))
+                    && finite(g.octave_base_scale)
+                    && g.center_offset.is_finite())
+                {
+                    return bad(
+                        "anchors",
+                        format!(
+                            "ratios {:?}, octave_base_scale {} and center_offset {} must be finite (and the first two positive)",
+                            g.ratios, g.octave_base_scale, g.center_offset
                         ),
                     );
                 }
@@ -227,6 +275,18 @@ impl DecodeSpec {
             (Some(_), false) => return bad("coder", format!("{} has no delta coder", self.kind)),
             (Some(c), true) if c.max_ratio.is_nan() || c.max_ratio < 0.0 => {
                 return bad("coder", format!("max_ratio {} must be >= 0", c.max_ratio))
+            }
+            (Some(c), true)
+                if !(c.means.iter().all(|m| m.is_finite())
+                    && c.stds.iter().all(|s| s.is_finite() && *s > 0.0)) =>
+            {
+                return bad(
+                    "coder",
+                    format!(
+                        "means {:?} must be finite and stds {:?} finite and positive",
+                        c.means, c.stds
+                    ),
+                )
             }
             _ => {}
         }

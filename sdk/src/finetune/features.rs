@@ -97,7 +97,8 @@ impl FrozenFeatures {
         let input = (meta.input_size.0 as usize, meta.input_size.1 as usize);
         Ok(Self {
             runner,
-            letterbox: Letterbox::new(input, meta.normalization()),
+            // The deployed detector's geometry, so features match what it sees.
+            letterbox: crate::detector::letterbox_for(meta, meta.normalization()),
             input,
             scratch: Vec::new(),
         })

@@ -201,7 +201,7 @@ impl Emitter {
         Ok(out)
     }
 
-    /// GroupNorm as Reshape `[1, G, -1]` → InstanceNormalization → Reshape back →
+    /// GroupNorm as Reshape `[N, G, -1]` → InstanceNormalization → Reshape back →
     /// per-channel Mul/Add: standard opset-13 ops, the form PyTorch exports and
     /// tract fuses (GroupNormalization itself needs opset 18).
     fn group_norm<B: Backend>(
@@ -221,16 +221,14 @@ impl Emitter {
                 ),
             });
         }
-        let grouped = self.g.init_i64(
-            &format!("{name}.grouped_shape"),
-            &[3],
-            &[n as i64, g as i64, -1],
-        );
-        let back = self.g.init_i64(
-            &format!("{name}.shape"),
-            &[4],
-            &[n as i64, c as i64, h as i64, w as i64],
-        );
+        // Shape-agnostic targets (`0` copies N, `-1` takes the rest, the way back is
+        // the input's own `Shape`): the SDK can re-type the model to another input
+        // size (a board config's `input_size`) without a re-export.
+        let grouped = self
+            .g
+            .init_i64(&format!("{name}.grouped_shape"), &[3], &[0, g as i64, -1]);
+        let back = self.g.fresh(&format!("{name}.shape"));
+        self.g.node("Shape", &[x], &[&back], vec![]);
         let ones = self
             .g
             .init_f32(&format!("{name}.in_scale"), &[g], vec![1.0; g]);

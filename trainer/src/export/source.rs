@@ -224,6 +224,8 @@ pub fn model_meta(
     meta.mean = norm.mean;
     meta.std = norm.std;
     meta.to_rgb = norm.to_rgb;
+    let (long, short) = config.val_pipeline.scales[0];
+    meta.test_scale = Some((long as u32, short as u32));
     meta
 }
 
