@@ -78,16 +78,20 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
         / scale
 }
 
+/// The detector of `cfg` with the recorded weights `bytes` (the same on every backend).
+fn load<B: Backend>(cfg: &DetectorConfig, bytes: Vec<u8>, device: &B::Device) -> Detector<B> {
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    cfg.init(device)
+        .unwrap()
+        .load_record(recorder.load(bytes, device).unwrap())
+}
+
 fn run<B: AutodiffBackend>(
     cfg: &DetectorConfig,
     bytes: Vec<u8>,
     device: &B::Device,
 ) -> (Vec<Vec<f32>>, Vec<(String, f32)>, Vec<Option<Vec<f32>>>) {
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-    let det: Detector<B> = cfg
-        .init(device)
-        .unwrap()
-        .load_record(recorder.load(bytes, device).unwrap());
+    let det = load::<B>(cfg, bytes, device);
     let b = batch::<B>(device);
     let outs = det.forward(b.images.clone());
     let mut flat = Vec::new();
@@ -101,12 +105,7 @@ fn run<B: AutodiffBackend>(
     let losses = det.loss_from_outputs(&outs, &b.metas);
     let values = losses.values();
     let grads = losses.total().backward();
-    let mut v = Grads::<B> {
-        grads: &grads,
-        out: Vec::new(),
-    };
-    det.visit(&mut v);
-    (flat, values, v.out)
+    (flat, values, param_grads::<B, _>(&det, &grads))
 }
 
 #[test]
@@ -191,11 +190,7 @@ type Named = Vec<(String, Vec<f32>)>;
 /// (2) the neck alone under a fixed output gradient (C3..C5 and neck parameters),
 /// (3) the backbone alone under a fixed output gradient (backbone parameters).
 fn split<B: AutodiffBackend>(cfg: &DetectorConfig, bytes: Vec<u8>, device: &B::Device) -> Named {
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-    let det: Detector<B> = cfg
-        .init(device)
-        .unwrap()
-        .load_record(recorder.load(bytes, device).unwrap());
+    let det = load::<B>(cfg, bytes, device);
     let b = batch::<B>(device);
     let mut out = Named::new();
     let leaves = |det: &Detector<B>| -> Vec<Tensor<B, 4>> {
