@@ -96,7 +96,19 @@ impl OnnxModel {
             message,
         };
         let precision = match prop(PRECISION_KEY) {
-            None => None,
+            // Untagged (another exporter): quantized nodes make it int8.
+            None => Some(
+                if graph.node.iter().any(|n| {
+                    matches!(
+                        n.op_type.as_str(),
+                        "QLinearConv" | "QuantizeLinear" | "ConvInteger" | "QLinearMatMul"
+                    )
+                }) {
+                    Precision::Int8
+                } else {
+                    Precision::Fp32
+                },
+            ),
             Some("fp32") => Some(Precision::Fp32),
             Some("int8") => Some(Precision::Int8),
             Some(other) => {
@@ -252,7 +264,8 @@ impl OnnxModel {
         &self.meta
     }
 
-    /// `crosskd.precision` of the file, if present.
+    /// `crosskd.precision` of the file; for an untagged file, `int8` when it has
+    /// quantized nodes (`QLinearConv`, `QuantizeLinear`, …) and `fp32` otherwise.
     pub fn precision(&self) -> Option<Precision> {
         self.precision
     }

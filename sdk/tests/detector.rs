@@ -301,6 +301,33 @@ fn precision_mismatch_is_a_clear_error() {
     let e = load_err(&path, &c);
     assert!(matches!(e, SdkError::Precision { .. }), "{e:?}");
     assert!(e.to_string().contains("runtime.precision"), "{e}");
+
+    // Untagged files (another exporter): quantized nodes make a model int8.
+    for (quant, want) in [
+        (Quant::Fp32, Precision::Fp32),
+        (Quant::QOperator, Precision::Int8),
+    ] {
+        let mut net = SyntheticDetector::new(HeadKind::Gfl, 2, (64, 64), &[32]);
+        net.quant = quant;
+        let mut proto = net.model_proto();
+        proto
+            .metadata_props
+            .retain(|p| p.key != crosskd_sdk::model::PRECISION_KEY);
+        let path = dir.join(format!("untagged-{quant:?}.onnx"));
+        std::fs::write(&path, prost::Message::encode_to_vec(&proto)).unwrap();
+        assert_eq!(
+            OnnxModel::load(&path, &cfg()).unwrap().precision(),
+            Some(want)
+        );
+        let mut c = cfg();
+        c.runtime.precision = if want == Precision::Int8 {
+            Precision::Fp32
+        } else {
+            Precision::Int8
+        };
+        let e = load_err(&path, &c);
+        assert!(matches!(e, SdkError::Precision { .. }), "{quant:?}: {e:?}");
+    }
 }
 
 #[test]

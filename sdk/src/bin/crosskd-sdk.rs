@@ -192,17 +192,24 @@ fn read_gt(path: &Path, class_names: &[String]) -> Result<GtIds, SdkError> {
     let text = std::fs::read_to_string(path).map_err(|e| SdkError::io(path, e))?;
     let gt: GtFile = serde_json::from_str(&text)
         .map_err(|e| SdkError::config(path, format!("not a COCO ground-truth file: {e}")))?;
-    let images = gt
-        .images
-        .into_iter()
-        .map(|i| {
-            let base = Path::new(&i.file_name)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(i.file_name);
-            (base, i.id)
-        })
-        .collect();
+    // Frames are matched to images by base name, so two images may not share one.
+    let mut images = HashMap::new();
+    for i in gt.images {
+        let base = Path::new(&i.file_name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| i.file_name.clone());
+        if let Some(other) = images.insert(base.clone(), i.id) {
+            return Err(SdkError::config(
+                path,
+                format!(
+                    "images {other} and {} share the file name `{base}`; detections are \
+                     matched to images by file name, so run each folder with its own GT file",
+                    i.id
+                ),
+            ));
+        }
+    }
     // Classes map to categories by name; failing that, by order of category id
     // (the trainer numbers classes that way).
     let by_name: Option<Vec<u64>> = class_names
@@ -214,6 +221,11 @@ fn read_gt(path: &Path, class_names: &[String]) -> Result<GtIds, SdkError> {
         None if gt.categories.len() == class_names.len() => {
             let mut ids: Vec<u64> = gt.categories.iter().map(|c| c.id).collect();
             ids.sort_unstable();
+            eprintln!(
+                "warning: {}: category names differ from the model's classes {class_names:?}; \
+                 mapping class k to the k-th category id in id order {ids:?}",
+                path.display()
+            );
             ids
         }
         None => {

@@ -93,6 +93,9 @@ impl CameraSource {
         let mut last = why.to_string();
         for attempt in 1..=self.cfg.reconnect_attempts {
             self.stop.store(true, Ordering::Relaxed);
+            // Drop the old receiver now: a worker blocked on a send then fails and
+            // exits (releasing the device) during the delay, not after it.
+            self.rx = sync_channel::<Message>(1).1;
             std::thread::sleep(Duration::from_millis(self.cfg.reconnect_delay_ms));
             let (rx, stop) = spawn_worker(self.cfg.clone());
             self.rx = rx;
