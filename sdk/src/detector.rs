@@ -127,6 +127,17 @@ impl Detector {
     }
 
     /// [`detect`](Self::detect) on each image in turn.
+    ///
+    /// ```no_run
+    /// use crosskd_sdk::{Detector, DeviceConfig};
+    /// let cfg = DeviceConfig::from_file("firmware-configs/x86-64-dev.toml")?;
+    /// let mut det = Detector::from_file("student.onnx", &cfg)?;
+    /// let imgs = vec![image::open("a.jpg").unwrap(), image::open("b.jpg").unwrap()];
+    /// for (img, dets) in imgs.iter().zip(det.detect_batch(&imgs)?) {
+    ///     println!("{}x{}: {} objects", img.width(), img.height(), dets.len());
+    /// }
+    /// # Ok::<(), crosskd_sdk::SdkError>(())
+    /// ```
     pub fn detect_batch(&mut self, imgs: &[DynamicImage]) -> Result<Vec<Vec<Detection>>> {
         // The exported graph has batch 1 (fixed shapes optimise best in tract):
         // a batch is a loop that reuses every buffer.
@@ -134,6 +145,14 @@ impl Detector {
     }
 
     /// [`detect`](Self::detect) with the wall time of each stage.
+    ///
+    /// ```no_run
+    /// use crosskd_sdk::{Detector, DeviceConfig};
+    /// let mut det = Detector::from_file("student.onnx", &DeviceConfig::default())?;
+    /// let (dets, t) = det.detect_timed(&image::open("frame.jpg").unwrap())?;
+    /// println!("{} objects; pre {:?}, infer {:?}, post {:?}", dets.len(), t.pre, t.infer, t.post);
+    /// # Ok::<(), crosskd_sdk::SdkError>(())
+    /// ```
     pub fn detect_timed(&mut self, img: &DynamicImage) -> Result<(Vec<Detection>, StageTimes)> {
         let (w, h) = (img.width(), img.height());
         check_size(w, h)?;
@@ -161,6 +180,17 @@ impl Detector {
 
     /// Detections on a packed RGB frame (`h × w × 3` bytes), e.g. straight from
     /// a camera buffer.
+    ///
+    /// ```no_run
+    /// use crosskd_sdk::{Detector, DeviceConfig};
+    /// let mut det = Detector::from_file("student.onnx", &DeviceConfig::default())?;
+    /// let (w, h) = (640, 480);
+    /// let frame = vec![0u8; w * h * 3]; // e.g. a decoded camera buffer
+    /// let dets = det.detect_rgb(&frame, h, w)?;
+    /// // A buffer of the wrong size is an error, not a panic.
+    /// assert!(det.detect_rgb(&frame[..10], h, w).is_err());
+    /// # Ok::<(), crosskd_sdk::SdkError>(())
+    /// ```
     pub fn detect_rgb(&mut self, rgb: &[u8], h: usize, w: usize) -> Result<Vec<Detection>> {
         check_size(
             w.min(u32::MAX as usize) as u32,

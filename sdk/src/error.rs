@@ -15,7 +15,16 @@ use crate::metadata::MetaError;
 /// Result alias of the SDK's fallible calls.
 pub type Result<T, E = SdkError> = std::result::Result<T, E>;
 
-/// Why an SDK call failed.
+/// Why an SDK call failed. Every variant's message names the file, key or
+/// value at fault and what to do.
+///
+/// ```
+/// use crosskd_sdk::{Detector, DeviceConfig, SdkError};
+/// match Detector::from_file("no-such-model.onnx", &DeviceConfig::default()) {
+///     Err(e @ SdkError::Io { .. }) => assert!(e.to_string().contains("no-such-model.onnx")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
     /// A file could not be read or written.

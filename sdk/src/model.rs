@@ -43,6 +43,20 @@ pub fn output_names(level: usize, with_centerness: bool) -> Vec<String> {
 type Plan = TypedSimplePlan;
 
 /// A loaded model: its metadata and a runnable plan with a fixed input shape.
+///
+/// [`Detector`](crate::Detector) wraps one; use it directly for raw head outputs.
+///
+/// ```no_run
+/// use crosskd_sdk::model::OnnxModel;
+/// use crosskd_sdk::DeviceConfig;
+/// use tract_onnx::prelude::*;
+/// let mut model = OnnxModel::load("student.onnx", &DeviceConfig::default())?;
+/// let (w, h) = model.meta().input_size;
+/// let x = Tensor::zero::<f32>(&[1, 3, h as usize, w as usize]).unwrap();
+/// let outputs = model.run(x.into_tvalue())?; // cls_score_0, bbox_pred_0, ...
+/// println!("{} outputs, {:?}", outputs.len(), model.precision());
+/// # Ok::<(), crosskd_sdk::SdkError>(())
+/// ```
 #[derive(Debug)]
 pub struct OnnxModel {
     path: PathBuf,

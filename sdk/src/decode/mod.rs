@@ -92,6 +92,29 @@ impl PriorPos {
 ///
 /// Validates the spec ([`DecodeSpec::validate`]) and the level's shapes
 /// ([`DecodeSpec::check_level`]) first: bad input is an error, never a panic.
+///
+/// ```
+/// use crosskd_sdk::decode::decode_level;
+/// use crosskd_sdk::{DecodeSpec, HeadKind, LevelOutput, TestConfig};
+/// // FCOS, one class, a 1×1 map at stride 8 (level 0): the point (4, 4) (offset
+/// // 0.5 stride) with distances (l, t, r, b) = (1, 2, 3, 4) pixels (the exported
+/// // head already scaled them by the stride), score sigmoid(3) = 0.95.
+/// let spec = DecodeSpec::fcos(1);
+/// let cfg = TestConfig::for_kind(HeadKind::Fcos);
+/// let level = LevelOutput {
+///     cls_score: &[3.0],
+///     bbox_pred: &[1.0, 2.0, 3.0, 4.0],
+///     centerness: Some(&[0.0]),
+///     height: 1,
+///     width: 1,
+/// };
+/// let dets = decode_level(&spec, &cfg, 0, &level, (64.0, 64.0)).unwrap();
+/// // [4 - 1, 4 - 2, 4 + 3, 4 + 4]
+/// assert_eq!(dets[0].bbox, [3.0, 2.0, 7.0, 8.0]);
+/// // A level of the wrong size is an error.
+/// let short = LevelOutput { bbox_pred: &[1.0], ..level };
+/// assert!(decode_level(&spec, &cfg, 0, &short, (64.0, 64.0)).is_err());
+/// ```
 pub fn decode_level(
     spec: &DecodeSpec,
     cfg: &TestConfig,

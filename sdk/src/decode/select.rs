@@ -36,6 +36,17 @@ fn logit_cutoff(score_thr: f32) -> f32 {
 /// checks its length. Sorted by descending score; equal scores keep the
 /// flattened `(prior, class)` row-major order (`prior * C + class` ascending),
 /// which is the order MMDetection's `nonzero` lists them in.
+///
+/// ```
+/// use crosskd_sdk::decode::select_candidates;
+/// // One anchor, two classes, a 1×2 map: logits per class, then per location.
+/// // sigmoid(2) = 0.881, sigmoid(0) = 0.5, sigmoid(-3) = 0.047.
+/// let cls_score = [2.0, -3.0, /* class 1: */ 0.0, 2.0];
+/// let c = select_candidates(&cls_score, 1, 2, 2, 0.3, 1000);
+/// let picked: Vec<_> = c.iter().map(|c| (c.prior, c.class_id)).collect();
+/// // Ties keep (prior, class) order; 0.047 is under the threshold.
+/// assert_eq!(picked, [(0, 0), (1, 1), (0, 1)]);
+/// ```
 pub fn select_candidates(
     cls_score: &[f32],
     num_anchors: usize,

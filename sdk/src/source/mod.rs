@@ -42,6 +42,15 @@ pub struct Frame {
 }
 
 /// A stream of frames.
+///
+/// ```no_run
+/// use crosskd_sdk::source::{open_path, FrameSource};
+/// let mut frames = open_path("frames/")?; // a folder; an image file works too
+/// while let Some(frame) = frames.next_frame()? {
+///     println!("{}: {}x{}", frame.name, frame.image.width(), frame.image.height());
+/// }
+/// # Ok::<(), crosskd_sdk::SdkError>(())
+/// ```
 pub trait FrameSource {
     /// The next frame; `Ok(None)` at the end of the stream. An `Err` concerns
     /// one frame (an unreadable file) or the device (a lost camera after its
