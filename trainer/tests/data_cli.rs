@@ -14,9 +14,8 @@ use crosskd_trainer::cli::predict::{predict, PredictArgs};
 use crosskd_trainer::config::TrainConfig;
 use crosskd_trainer::data::coco::{load_dets, CocoDetection};
 use crosskd_trainer::data::pipeline::PipelineConfig;
-use crosskd_trainer::train::checkpoint::{save, CheckpointHeader};
 use crosskd_trainer::train::runner::load_data;
-use export_util::{randomized, tiny};
+use export_util::{tiny, write_checkpoint};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("crosskd-data-cli-{name}-{}", std::process::id()));
@@ -69,19 +68,9 @@ base_lr = 0.01
 }
 
 /// A checkpoint of the randomised tiny ATSS with 3 classes, category ids 1, 2, 3.
-fn write_checkpoint(dir: &Path) -> PathBuf {
-    let cfg = tiny(HeadKind::Atss);
-    let header = CheckpointHeader {
-        model: cfg.clone(),
-        epoch: 1,
-        iter: 1,
-        best_ap: None,
-        class_names: vec!["a".into(), "b".into(), "c".into()],
-        category_ids: vec![1, 2, 3],
-        train_config: None,
-    };
+fn tiny_atss_checkpoint(dir: &Path) -> PathBuf {
     let path = dir.join("s.ckpt");
-    save(&path, &header, &randomized(&cfg), None).unwrap();
+    write_checkpoint(&path, &tiny(HeadKind::Atss));
     path
 }
 
@@ -157,7 +146,7 @@ fn predict_maps_labels_once_with_the_checkpoints_ids() {
     let dir = tmpdir("ids");
     let images = dir.join("images");
     write_images(&images, 3);
-    let (ckpt, config) = (write_checkpoint(&dir), write_config(&dir));
+    let (ckpt, config) = (tiny_atss_checkpoint(&dir), write_config(&dir));
 
     // A folder: categories are the checkpoint's.
     let folder_out = dir.join("folder.json");
@@ -194,7 +183,7 @@ fn predict_skips_unreadable_images_and_fails_when_none_can_be_read() {
     std::fs::write(images.join("bad.png"), b"definitely not a png").unwrap();
     // Its size reads, its pixels do not: fails later, in the loader.
     truncated_png(&images.join("0.png"), &images.join("cut.png"));
-    let (ckpt, config) = (write_checkpoint(&dir), write_config(&dir));
+    let (ckpt, config) = (tiny_atss_checkpoint(&dir), write_config(&dir));
     let out = dir.join("dets.json");
     let s = predict(&args(&ckpt, &config, &images, None, &out)).unwrap();
     assert_eq!(s.images, 2);
@@ -231,7 +220,7 @@ fn eval_onnx_skips_unreadable_images_and_fails_when_none_can_be_read() {
     let images = dir.join("images");
     write_images(&images, 2);
     std::fs::write(images.join("bad.png"), b"definitely not a png").unwrap();
-    let (ckpt, config) = (write_checkpoint(&dir), write_config(&dir));
+    let (ckpt, config) = (tiny_atss_checkpoint(&dir), write_config(&dir));
     let model = dir.join("s.onnx");
     export::run(ExportArgs {
         checkpoint: ckpt,

@@ -17,8 +17,7 @@ use crosskd_trainer::export::runner::read_model;
 use crosskd_trainer::export::source::ExportSource;
 use crosskd_trainer::export::{export_detector, ExportError};
 use crosskd_trainer::model::detector::DetectorConfig;
-use crosskd_trainer::train::checkpoint::{save, CheckpointHeader};
-use export_util::{meta_for, randomized, tiny};
+use export_util::{meta_for, randomized, tiny, write_checkpoint};
 use serde::Serialize;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -49,19 +48,6 @@ fn write_config(path: &Path, model: &DetectorConfig) {
     })
     .unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-fn write_checkpoint(path: &Path, cfg: &DetectorConfig) {
-    let header = CheckpointHeader {
-        model: cfg.clone(),
-        epoch: 1,
-        iter: 1,
-        best_ap: None,
-        class_names: vec!["a".into(), "b".into(), "c".into()],
-        category_ids: vec![1, 2, 3],
-        train_config: None,
-    };
-    save(path, &header, &randomized(cfg), None).unwrap();
 }
 
 /// `n` PNGs of 80×50 (w×h) with coloured rectangles, plus a COCO GT naming them.

@@ -141,3 +141,18 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale
 }
+
+/// A checkpoint at `path` of the randomised `cfg`, 3 classes `a`, `b`, `c` with
+/// category ids 1, 2, 3.
+pub fn write_checkpoint(path: &std::path::Path, cfg: &DetectorConfig) {
+    let header = crosskd_trainer::train::checkpoint::CheckpointHeader {
+        model: cfg.clone(),
+        epoch: 1,
+        iter: 1,
+        best_ap: None,
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+        category_ids: vec![1, 2, 3],
+        train_config: None,
+    };
+    crosskd_trainer::train::checkpoint::save(path, &header, &randomized(cfg), None).unwrap();
+}
