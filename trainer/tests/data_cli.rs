@@ -15,7 +15,7 @@ use crosskd_trainer::config::TrainConfig;
 use crosskd_trainer::data::coco::{load_dets, CocoDetection};
 use crosskd_trainer::data::pipeline::PipelineConfig;
 use crosskd_trainer::train::runner::load_data;
-use export_util::{tiny, write_checkpoint};
+use export_util::{test_image, tiny, write_checkpoint};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("crosskd-data-cli-{name}-{}", std::process::id()));
@@ -78,14 +78,7 @@ fn tiny_atss_checkpoint(dir: &Path) -> PathBuf {
 fn write_images(dir: &Path, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..n {
-        let img = image::RgbImage::from_fn(80, 50, |x, y| {
-            let inside = x > 10 + i as u32 * 5 && x < 50 && y > 8 && y < 40;
-            if inside {
-                image::Rgb([200, 40, (i * 60) as u8])
-            } else {
-                image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])
-            }
-        });
+        let img = test_image(i);
         img.save(dir.join(format!("{i}.png"))).unwrap();
     }
 }

@@ -17,7 +17,7 @@ use crosskd_trainer::export::runner::read_model;
 use crosskd_trainer::export::source::ExportSource;
 use crosskd_trainer::export::{export_detector, ExportError};
 use crosskd_trainer::model::detector::DetectorConfig;
-use export_util::{meta_for, randomized, tiny, write_checkpoint};
+use export_util::{meta_for, randomized, test_image, tiny, write_checkpoint};
 use serde::Serialize;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -55,14 +55,7 @@ fn write_images(dir: &Path, n: usize) -> PathBuf {
     let mut images = vec![];
     let mut anns = vec![];
     for i in 0..n {
-        let img = image::RgbImage::from_fn(80, 50, |x, y| {
-            let inside = x > 10 + i as u32 * 5 && x < 50 && y > 8 && y < 40;
-            if inside {
-                image::Rgb([200, 40, (i * 60) as u8])
-            } else {
-                image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])
-            }
-        });
+        let img = test_image(i);
         let name = format!("{i}.png");
         img.save(dir.join(&name)).unwrap();
         images.push(serde_json::json!({"id": i + 1, "file_name": name, "width": 80, "height": 50}));

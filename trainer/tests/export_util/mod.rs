@@ -156,3 +156,15 @@ pub fn write_checkpoint(path: &std::path::Path, cfg: &DetectorConfig) {
     };
     crosskd_trainer::train::checkpoint::save(path, &header, &randomized(cfg), None).unwrap();
 }
+
+/// Test image `i`: 80×50 (w×h), a coloured rectangle on a gradient.
+pub fn test_image(i: usize) -> image::RgbImage {
+    image::RgbImage::from_fn(80, 50, |x, y| {
+        let inside = x > 10 + i as u32 * 5 && x < 50 && y > 8 && y < 40;
+        if inside {
+            image::Rgb([200, 40, (i * 60) as u8])
+        } else {
+            image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])
+        }
+    })
+}
