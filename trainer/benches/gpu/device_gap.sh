@@ -32,8 +32,9 @@ t0=$SECONDS
 $bin synth --out data/synth --train 600 --val 150 --size 160 --seed 0 --quiet > synth.log 2>&1
 echo "synth: rc $? $((SECONDS - t0)) s" | tee -a $out/gpu.txt
 q=$((iters / 4))
-# name depth width channels gn_groups
-runs="r18x025_32:18:0.25:32:8 r18x05_64:18:0.5:64:16 r18x1_128:18:1.0:128:32 r50x1_128:50:1.0:128:32"
+# name depth width channels gn_groups; RUNS overrides the set (e.g. RUNS="r34x1_128:34:1.0:128:32
+# r50x1_128:50:1.0:128:32" for the larger teachers alone: the CPU already has the R18 numbers).
+runs=${RUNS:-"r18x025_32:18:0.25:32:8 r18x05_64:18:0.5:64:16 r18x1_128:18:1.0:128:32 r50x1_128:50:1.0:128:32"}
 for r in $runs; do
   IFS=: read -r name depth width ch gn <<< "$r"
   sed -e "s/^iters = 600/iters = $iters/" -e "s/^eval_interval = 300/eval_interval = $q/" \
