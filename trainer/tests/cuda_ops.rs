@@ -286,8 +286,13 @@ fn cuda_detector_ops_at_detector_shapes() {
                 Tensor::<B, 4>::from_data(TensorData::new(v(s), [1, c, 1, 1]), &dev).require_grad()
             };
             let (gamma, beta) = (leaf(0.5), leaf(-0.2));
-            m.gamma = burn::module::Param::from_tensor(gamma.clone().reshape([c]));
-            m.beta = burn::module::Param::from_tensor(beta.clone().reshape([c]));
+            // `Param::from_tensor` would mark the reshaped (non-leaf) tensor as a leaf,
+            // which autodiff refuses; `initialized` keeps it tracked back to the leaves.
+            let param = |t: Tensor<B, 4>| {
+                burn::module::Param::initialized(burn::module::ParamId::new(), t.reshape([c]))
+            };
+            m.gamma = param(gamma.clone());
+            m.beta = param(beta.clone());
             (m.forward(x), vec![gamma, beta])
         })
     }
