@@ -20,6 +20,18 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
 }
 
+/// One op under test, built for a backend: maps the input to the output and the
+/// parameter leaves whose gradients are compared.
+type Op<B> = Box<dyn Fn(Tensor<B, 4>) -> (Tensor<B, 4>, Vec<Tensor<B, 4>>)>;
+
+/// A named case: input shape, the op on flex and on CUDA.
+type Case = (&'static str, [usize; 4], Op<A>, Op<C>);
+
+/// A relative error over the tolerance, or NaN (which compares false with anything).
+fn differs(e: &f32) -> bool {
+    e.is_nan() || *e > 1e-3
+}
+
 fn rel(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
     a.iter()
@@ -52,7 +64,6 @@ fn grads<B: burn::tensor::backend::AutodiffBackend>(
 
 #[test]
 fn cuda_backward_matches_flex_per_op() {
-    type Op<B> = Box<dyn Fn(Tensor<B, 4>) -> (Tensor<B, 4>, Vec<Tensor<B, 4>>)>;
     fn conv<B: Backend>(cin: usize, cout: usize, k: usize, s: usize, p: usize) -> Op<B> {
         Box::new(move |x| {
             let mut c = Conv2dConfig::new([cin, cout], [k, k])
@@ -74,7 +85,7 @@ fn cuda_backward_matches_flex_per_op() {
             (c.forward(x), vec![w])
         })
     }
-    let cases: Vec<(&str, [usize; 4], Op<A>, Op<C>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "conv 1x1 s1",
             [2, 8, 12, 12],
@@ -187,7 +198,7 @@ fn cuda_backward_matches_flex_per_op() {
             errs[1],
             &errs[2..]
         );
-        if errs.iter().any(|e| !(*e <= 1e-3)) {
+        if errs.iter().any(differs) {
             bad.push(name);
         }
     }
@@ -246,7 +257,7 @@ fn cuda_conv_backward_shape_sweep() {
                     let gc = grads::<C>(&x, shape, &raw_conv::<C>(k, s, p, cin, cout));
                     let errs: Vec<f32> = ga.iter().zip(&gc).map(|(a, c)| rel(c, a)).collect();
                     let name = format!("{k}x{k} s{s} p{p} x[{n},{cin},{h},{w}] -> {cout}");
-                    let flag = if errs.iter().any(|e| !(*e <= 1e-3)) {
+                    let flag = if errs.iter().any(differs) {
                         bad.push(name.clone());
                         "  <-- DIFFERS"
                     } else {
@@ -269,7 +280,6 @@ fn cuda_conv_backward_shape_sweep() {
 /// downsample through `conv_forward` (subsample + 1×1), a residual add.
 #[test]
 fn cuda_detector_ops_at_detector_shapes() {
-    type Op<B> = Box<dyn Fn(Tensor<B, 4>) -> (Tensor<B, 4>, Vec<Tensor<B, 4>>)>;
     fn up<B: Backend>(h: usize, w: usize) -> Op<B> {
         Box::new(move |x| {
             let o = InterpolateOptions::new(InterpolateMode::Nearest);
@@ -335,7 +345,7 @@ fn cuda_detector_ops_at_detector_shapes() {
             (burn::tensor::module::conv2d(y, wt, None, opts), vec![])
         })
     }
-    let cases: Vec<(&str, [usize; 4], Op<A>, Op<C>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "interpolate 3x2 -> 6x4 + conv",
             [2, 16, 3, 2],
@@ -398,7 +408,7 @@ fn cuda_detector_ops_at_detector_shapes() {
         let ga = grads::<A>(&x, shape, &a);
         let gc = grads::<C>(&x, shape, &c);
         let errs: Vec<f32> = ga.iter().zip(&gc).map(|(p, q)| rel(q, p)).collect();
-        let flag = if errs.iter().any(|e| !(*e <= 1e-3)) {
+        let flag = if errs.iter().any(differs) {
             bad.push(name);
             "  <-- DIFFERS"
         } else {

@@ -19,6 +19,15 @@ use crosskd_trainer::model::heads::DenseHead;
 type A = burn::backend::Autodiff<Flex>;
 type C = burn::backend::Autodiff<Cuda>;
 
+/// What one backend computed: the head outputs, the named GT losses and every
+/// parameter's gradient (`None` where a parameter got none).
+type RunOutput = (Vec<Vec<f32>>, Vec<(String, f32)>, Vec<Option<Vec<f32>>>);
+
+/// A relative error over `tol`, or NaN (which compares false with anything).
+fn exceeds(e: f32, tol: f32) -> bool {
+    e.is_nan() || e > tol
+}
+
 fn tiny(kind: HeadKind) -> DetectorConfig {
     let mut cfg = DetectorConfig::preset(kind, 18, 4);
     cfg.backbone.width_mult = 0.25;
@@ -86,11 +95,7 @@ fn load<B: Backend>(cfg: &DetectorConfig, bytes: Vec<u8>, device: &B::Device) ->
         .load_record(recorder.load(bytes, device).unwrap())
 }
 
-fn run<B: AutodiffBackend>(
-    cfg: &DetectorConfig,
-    bytes: Vec<u8>,
-    device: &B::Device,
-) -> (Vec<Vec<f32>>, Vec<(String, f32)>, Vec<Option<Vec<f32>>>) {
+fn run<B: AutodiffBackend>(cfg: &DetectorConfig, bytes: Vec<u8>, device: &B::Device) -> RunOutput {
     let det = load::<B>(cfg, bytes, device);
     let b = batch::<B>(device);
     let outs = det.forward(b.images.clone());
@@ -135,7 +140,7 @@ fn cuda_matches_flex_outputs_losses_and_gradients() {
         for ((name, a), (_, b)) in fl.iter().zip(&cl) {
             let e = (a - b).abs() / a.abs().max(1e-6);
             eprintln!("{kind:?}: {name} flex {a:.6} cuda {b:.6} (rel {e:.2e})");
-            if !(e <= 1e-3) {
+            if exceeds(e, 1e-3) {
                 failures.push(format!("{kind:?} {name}: flex {a} cuda {b}"));
             }
         }
@@ -143,7 +148,7 @@ fn cuda_matches_flex_outputs_losses_and_gradients() {
             match (a, b) {
                 (Some(a), Some(b)) => {
                     let e = rel(b, a);
-                    if !(e <= 1e-2) {
+                    if exceeds(e, 1e-2) {
                         eprintln!(
                             "{kind:?}: grad of param #{i} ({} values) rel err {e:.2e}",
                             a.len()
@@ -259,7 +264,7 @@ fn cuda_backward_bisect_by_stage() {
         let c = split::<C>(&cfg, bytes, &Default::default());
         for ((name, x), (_, y)) in a.iter().zip(&c) {
             let e = rel(y, x);
-            let flag = if !(e <= 1e-3) {
+            let flag = if exceeds(e, 1e-3) {
                 bad.push(format!("{kind:?} {name}"));
                 "  <-- DIFFERS"
             } else {
