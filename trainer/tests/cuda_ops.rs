@@ -13,12 +13,11 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use crosskd_trainer::backend::{Cuda, Flex};
 use crosskd_trainer::model::layers::EvalBatchNorm2dConfig;
 
+mod cuda_compare;
+use cuda_compare::{exceeds, host, rel};
+
 type A = burn::backend::Autodiff<Flex>;
 type C = burn::backend::Autodiff<Cuda>;
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
 
 /// One op under test, built for a backend: maps the input to the output and the
 /// parameter leaves whose gradients are compared.
@@ -26,19 +25,6 @@ type Op<B> = Box<dyn Fn(Tensor<B, 4>) -> (Tensor<B, 4>, Vec<Tensor<B, 4>>)>;
 
 /// A named case: input shape, the op on flex and on CUDA.
 type Case = (&'static str, [usize; 4], Op<A>, Op<C>);
-
-/// A relative error over the tolerance, or NaN (which compares false with anything).
-fn differs(e: &f32) -> bool {
-    e.is_nan() || *e > 1e-3
-}
-
-fn rel(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
 
 /// `op` on a fixed input; returns (output, d input, d params...) on the host.
 fn grads<B: burn::tensor::backend::AutodiffBackend>(
@@ -198,7 +184,7 @@ fn cuda_backward_matches_flex_per_op() {
             errs[1],
             &errs[2..]
         );
-        if errs.iter().any(differs) {
+        if errs.iter().any(|e| exceeds(*e, 1e-3)) {
             bad.push(name);
         }
     }
@@ -257,7 +243,7 @@ fn cuda_conv_backward_shape_sweep() {
                     let gc = grads::<C>(&x, shape, &raw_conv::<C>(k, s, p, cin, cout));
                     let errs: Vec<f32> = ga.iter().zip(&gc).map(|(a, c)| rel(c, a)).collect();
                     let name = format!("{k}x{k} s{s} p{p} x[{n},{cin},{h},{w}] -> {cout}");
-                    let flag = if errs.iter().any(differs) {
+                    let flag = if errs.iter().any(|e| exceeds(*e, 1e-3)) {
                         bad.push(name.clone());
                         "  <-- DIFFERS"
                     } else {
@@ -408,7 +394,7 @@ fn cuda_detector_ops_at_detector_shapes() {
         let ga = grads::<A>(&x, shape, &a);
         let gc = grads::<C>(&x, shape, &c);
         let errs: Vec<f32> = ga.iter().zip(&gc).map(|(p, q)| rel(q, p)).collect();
-        let flag = if errs.iter().any(differs) {
+        let flag = if errs.iter().any(|e| exceeds(*e, 1e-3)) {
             bad.push(name);
             "  <-- DIFFERS"
         } else {

@@ -16,17 +16,15 @@ use crosskd_trainer::model::detector::{Detector, DetectorConfig};
 use crosskd_trainer::model::head::HeadConfig;
 use crosskd_trainer::model::heads::DenseHead;
 
+mod cuda_compare;
+use cuda_compare::{exceeds, host, rel};
+
 type A = burn::backend::Autodiff<Flex>;
 type C = burn::backend::Autodiff<Cuda>;
 
 /// What one backend computed: the head outputs, the named GT losses and every
 /// parameter's gradient (`None` where a parameter got none).
 type RunOutput = (Vec<Vec<f32>>, Vec<(String, f32)>, Vec<Option<Vec<f32>>>);
-
-/// A relative error over `tol`, or NaN (which compares false with anything).
-fn exceeds(e: f32, tol: f32) -> bool {
-    e.is_nan() || e > tol
-}
 
 fn tiny(kind: HeadKind) -> DetectorConfig {
     let mut cfg = DetectorConfig::preset(kind, 18, 4);
@@ -62,10 +60,6 @@ fn batch<B: Backend>(device: &B::Device) -> Batch<B> {
     }
 }
 
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
 /// Every float parameter's gradient, in module order (`None`: no gradient).
 struct Grads<'a, B: AutodiffBackend> {
     grads: &'a B::Gradients,
@@ -79,14 +73,6 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Grads<'_, B> {
 }
 
 /// `max |a - b| / max(|b|, 1e-6)`.
-fn rel(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
 /// The detector of `cfg` with the recorded weights `bytes` (the same on every backend).
 fn load<B: Backend>(cfg: &DetectorConfig, bytes: Vec<u8>, device: &B::Device) -> Detector<B> {
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
